@@ -1,0 +1,41 @@
+# `make test` and `make book` each set up the pinned environment in .venv first.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+INSTALLED := $(VENV)/.nnsave-installed
+NOTEBOOKS := $(shell find book -name '*.ipynb' -not -path '*/.ipynb_checkpoints/*' | sort)
+NB ?= $(NOTEBOOKS)
+
+# Keep TensorFlow's C++ logging and oneDNN notices out of every process we start.
+export TF_CPP_MIN_LOG_LEVEL := 3
+export TF_ENABLE_ONEDNN_OPTS := 0
+export PYTHONHASHSEED := 0
+export MPLBACKEND := Agg
+
+.PHONY: all env test book notebooks clean
+
+all: test book
+
+env: $(INSTALLED)
+
+$(INSTALLED): requirements.txt pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
+	touch $@
+
+test: $(INSTALLED)
+	$(BIN)/python -m pytest -n 2 --dist loadfile -p no:cacheprovider \
+		tests $(NOTEBOOKS) --nbval --nbval-sanitize-with nbval_sanitize.cfg
+
+book: $(INSTALLED)
+	$(BIN)/jupyter-book build . -W -n --keep-going
+
+# Re-execute every notebook in place so that its stored outputs are current.
+notebooks: $(INSTALLED)
+	$(BIN)/jupyter nbconvert --to notebook --execute --inplace \
+		--ExecutePreprocessor.timeout=600 --ExecutePreprocessor.kernel_name=python3 \
+		--IPKernelApp.capture_fd_output=False $(NB)
+
+clean:
+	rm -rf _build .pytest_cache

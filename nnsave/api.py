@@ -1,0 +1,522 @@
+"""The public verbs: save, load, inspect, verify and roundtrip.
+
+This module checks arguments, picks a format handler, asks :mod:`nnsave.trust`
+for permission and compares payloads with their manifests. It does no file IO
+of its own beyond what :mod:`nnsave.storage` offers.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import tempfile
+import warnings
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import storage
+from ._version import __version__
+from .errors import FormatError, IntegrityError, NNSaveError, UnverifiedFileWarning, VersionMismatchWarning
+from .formats import FormatHandler, LoadOptions, class_path, handler_for_object, handler_for_path
+from .manifest import (
+    MAX_MANIFEST_BYTES,
+    Manifest,
+    build_manifest,
+    check_metadata,
+    installed_versions,
+    manifest_path,
+    parse_manifest,
+    version_mismatches,
+)
+from .trust import Verification, authorize_load
+
+__all__ = ["ArtifactInfo", "RoundtripReport", "save", "load", "inspect", "verify", "roundtrip"]
+
+PathLike = str | os.PathLike[str]
+
+
+@dataclass(frozen=True)
+class ArtifactInfo:
+    """What :func:`inspect` learns about a saved file without deserialising it.
+
+    Attributes
+    ----------
+    path : pathlib.Path
+        The payload file.
+    format : str
+        The format handler's name, ``"keras"`` or ``"joblib"``.
+    size : int
+        The payload's size in bytes.
+    hash_status : str
+        ``"verified"``, ``"mismatch"`` or ``"no manifest"``.
+    sha256 : str
+        The payload's actual sha256.
+    problem : str or None
+        Why the status is not ``"verified"``.
+    class_path : str or None
+        The saved object's class, from the manifest.
+    versions : dict
+        Library versions that wrote the file, from the manifest.
+    metadata : dict
+        The caller's metadata, from the manifest.
+    created_utc : str or None
+        When the file was saved, from the manifest.
+    layers : list of dict or None
+        For ``.keras`` files: each top-level layer's ``name`` and ``type``.
+    parameter_count : int or None
+        For ``.keras`` files: the number of weights in the model.
+    details : dict
+        Other format-specific facts (the compression of a joblib file, say).
+    """
+
+    path: Path
+    format: str
+    size: int
+    hash_status: str
+    sha256: str
+    problem: str | None = None
+    class_path: str | None = None
+    versions: dict[str, str | None] = field(default_factory=dict)
+    metadata: dict[str, Any] = field(default_factory=dict)
+    created_utc: str | None = None
+    layers: list[dict[str, str]] | None = None
+    parameter_count: int | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict of every field."""
+        document = asdict(self)
+        document["path"] = str(self.path)
+        return document
+
+    def __str__(self) -> str:
+        lines = [
+            f"{self.path.name}  ({self.format}, {_human_size(self.size)})",
+            f"  integrity : {self.hash_status}" + (f" - {self.problem}" if self.problem else ""),
+            f"  sha256    : {self.sha256}",
+        ]
+        if self.class_path:
+            lines.append(f"  class     : {self.class_path}")
+        if self.created_utc:
+            lines.append(f"  saved     : {self.created_utc}")
+        saved_with = ", ".join(f"{k} {v}" for k, v in self.versions.items() if v)
+        if saved_with:
+            lines.append(f"  saved with: {saved_with}")
+        if self.parameter_count is not None:
+            lines.append(f"  parameters: {self.parameter_count:,}")
+        if self.layers:
+            lines.append(f"  layers    : {len(self.layers)}")
+            shown = self.layers[:12]
+            lines += [f"    {layer['name']:<24} {layer['type']}" for layer in shown]
+            if len(self.layers) > len(shown):
+                lines.append(f"    ... and {len(self.layers) - len(shown)} more")
+        for key, value in self.details.items():
+            lines.append(f"  {key:<10}: {value}")
+        if self.metadata:
+            lines.append(f"  metadata  : {_truncate(repr(self.metadata), 200)}")
+        return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class RoundtripReport:
+    """The result of :func:`roundtrip`.
+
+    Attributes
+    ----------
+    ok : bool
+        True if every compared output agreed within the tolerances.
+    max_abs_diff : float
+        The largest absolute difference over all compared outputs.
+    compared : dict
+        Method name (``"predict"``, ``"predict_proba"``) → its largest absolute difference.
+    format : str
+        The format the object went through.
+    size : int
+        The saved file's size in bytes.
+    """
+
+    ok: bool
+    max_abs_diff: float
+    compared: dict[str, float]
+    format: str
+    size: int
+
+
+def save(
+    obj: Any,
+    path: PathLike,
+    *,
+    metadata: Mapping[str, Any] | None = None,
+    compress: Any = None,
+    overwrite: bool = True,
+) -> Path:
+    """Save ``obj`` atomically, with a manifest beside it.
+
+    Parameters
+    ----------
+    obj : keras.Model, estimator, array or picklable object
+        Keras models go to ``.keras``; everything else to ``.joblib``.
+    path : str or os.PathLike
+        The target file. Its suffix chooses the format.
+    metadata : dict, optional
+        JSON-serialisable facts to keep in the manifest (epoch, score, ...).
+    compress : int, str or tuple, optional
+        Passed to :func:`joblib.dump` for ``.joblib`` files; must be None for ``.keras``.
+    overwrite : bool, default True
+        If False and ``path`` exists, raise :class:`FileExistsError`.
+
+    Returns
+    -------
+    pathlib.Path
+        The path written. The manifest is the same name plus ``.nnsave.json``.
+
+    Raises
+    ------
+    FormatError
+        The suffix is unknown or does not fit the object.
+    UnsupportedObjectError
+        No format can hold the object.
+    TypeError
+        ``metadata`` is not JSON-serialisable.
+
+    Notes
+    -----
+    The payload and the manifest are written to temporary files in the same
+    directory, fsynced, then renamed into place. If anything fails first, the
+    previous files under ``path`` are left intact and nothing else remains.
+
+    Examples
+    --------
+    >>> import nnsave, numpy as np, tempfile, pathlib
+    >>> folder = pathlib.Path(tempfile.mkdtemp())
+    >>> nnsave.save({"w": np.arange(3)}, folder / "arrays.joblib").name
+    'arrays.joblib'
+    >>> nnsave.load(folder / "arrays.joblib")["w"]
+    array([0, 1, 2])
+    """
+    path = Path(path)
+    handler = handler_for_path(path)
+    owner = handler_for_object(obj)
+    if owner is not handler:
+        suggestion = path.with_suffix(owner.suffixes[0]).name
+        raise FormatError(
+            f"{path}: a {class_path(obj)} is saved as {owner.suffixes[0]}, not "
+            f"{path.suffix}. Nothing was written; save it to {suggestion!r} instead."
+        )
+    user_metadata = check_metadata(metadata)
+    if path.is_dir():
+        raise IsADirectoryError(errno.EISDIR, f"{path} is a directory; give a file name such as {path / ('model' + handler.suffixes[0])}", str(path))
+    if not path.parent.is_dir():
+        raise FileNotFoundError(errno.ENOENT, f"The directory {path.parent} does not exist; create it first", str(path.parent))
+    if not overwrite and path.exists():
+        raise FileExistsError(errno.EEXIST, f"{path} exists and overwrite=False; choose another name or pass overwrite=True", str(path))
+    with storage.atomic_write() as transaction:
+        digest = handler.write(obj, transaction, path, compress=compress)
+        manifest = build_manifest(
+            format_name=handler.name,
+            sha256=digest.sha256,
+            size=digest.size,
+            class_path=class_path(obj),
+            metadata=user_metadata,
+            nnsave_version=__version__,
+        )
+        transaction.write_bytes(manifest_path(path), manifest.to_json().encode("utf-8"))
+    return path
+
+
+def load(
+    path: PathLike,
+    *,
+    trusted: bool = False,
+    verify: bool = True,
+    safe_mode: bool = True,
+    compile: bool = True,
+    mmap_mode: str | None = None,
+) -> Any:
+    """Verify a saved file against its manifest, then load it.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        A ``.keras`` or ``.joblib`` file.
+    trusted : bool, default False
+        Vouch for a file whose loading can run code (joblib and pickle files,
+        or ``.keras`` with ``safe_mode=False``) when it has no manifest or is
+        not verified. Pass True only for files you made yourself.
+    verify : bool, default True
+        Check the payload's size and sha256 against the manifest first.
+    safe_mode : bool, default True
+        Keras's safe mode: refuse Lambda layers and other Python bytecode.
+    compile : bool, default True
+        Compile a Keras model after loading (restores the optimizer).
+    mmap_mode : {None, 'r', 'r+', 'c'}
+        Memory-map numpy arrays of an uncompressed joblib file.
+
+    Returns
+    -------
+    object
+        The saved object.
+
+    Raises
+    ------
+    FileNotFoundError, IsADirectoryError
+        The path is missing, or a directory.
+    IntegrityError
+        The payload does not match its manifest, or the manifest is damaged.
+    UntrustedFileError
+        Loading could run code and nobody vouched for the file.
+    FormatError
+        The suffix is unknown or the bytes are not of that format.
+
+    Warns
+    -----
+    VersionMismatchWarning
+        The file was saved with library versions that matter and differ.
+    UnverifiedFileWarning
+        A ``.keras`` file without a manifest was loaded unverified.
+    """
+    path = _existing_file(path)
+    handler = handler_for_path(path)
+    options = LoadOptions(safe_mode=safe_mode, compile=compile, mmap_mode=mmap_mode)
+    manifest = None
+    verification = Verification.SKIPPED
+    if verify:
+        manifest = _read_manifest(path)
+        if manifest is None:
+            verification = Verification.NO_MANIFEST
+        else:
+            problem = _mismatch(path, handler, manifest)
+            if problem:
+                raise IntegrityError(_integrity_message(path, problem))
+            verification = Verification.VERIFIED
+    handler.check_signature(path)
+    authorize_load(path, handler, options, verification=verification, trusted=trusted)
+    if verification is Verification.NO_MANIFEST:
+        warnings.warn(
+            f"{path} has no nnsave manifest, so it was loaded without an integrity "
+            "check. Save it with nnsave.save to add one.",
+            UnverifiedFileWarning,
+            stacklevel=2,
+        )
+    if manifest is not None:
+        _warn_on_version_mismatch(path, handler, manifest)
+    return handler.read(path, options)
+
+
+def inspect(path: PathLike) -> ArtifactInfo:
+    """Describe a saved file without deserialising it.
+
+    Nothing is unpickled and no model is built: the hash is compared with the
+    manifest, and for ``.keras`` files the layers and parameter count are read
+    from the archive's config and weights file.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        A ``.keras`` or ``.joblib`` file.
+
+    Returns
+    -------
+    ArtifactInfo
+
+    Examples
+    --------
+    >>> import nnsave, tempfile, pathlib
+    >>> target = pathlib.Path(tempfile.mkdtemp()) / "numbers.joblib"
+    >>> info = nnsave.inspect(nnsave.save([1, 2, 3], target))
+    >>> info.format, info.hash_status, info.class_path
+    ('joblib', 'verified', 'builtins.list')
+    """
+    path = _existing_file(path)
+    handler = handler_for_path(path)
+    digest = storage.hash_file(path)
+    try:
+        manifest = _read_manifest(path)
+    except IntegrityError as error:
+        manifest, problem = None, str(error)
+        status = Verification.MISMATCH
+    else:
+        problem = _mismatch(path, handler, manifest, digest) if manifest else None
+        if manifest is None:
+            status = Verification.NO_MANIFEST
+        else:
+            status = Verification.MISMATCH if problem else Verification.VERIFIED
+    handler.check_signature(path)
+    try:
+        details = handler.describe(path)
+    except NNSaveError:
+        if status is Verification.VERIFIED:
+            raise
+        details = {}
+    layers = details.pop("layers", None)
+    parameter_count = details.pop("parameter_count", None)
+    return ArtifactInfo(
+        path=path,
+        format=handler.name,
+        size=digest.size,
+        hash_status=status.value,
+        sha256=digest.sha256,
+        problem=problem,
+        class_path=manifest.class_path if manifest else None,
+        versions=dict(manifest.versions) if manifest else {},
+        metadata=dict(manifest.metadata) if manifest else {},
+        created_utc=manifest.created_utc if manifest else None,
+        layers=layers,
+        parameter_count=parameter_count,
+        details={key: value for key, value in details.items() if value is not None},
+    )
+
+
+def verify(path: PathLike) -> ArtifactInfo:
+    """Like :func:`inspect`, but raise :class:`IntegrityError` unless the file verifies.
+
+    A file without a manifest cannot be verified, so it raises too.
+    """
+    info = inspect(path)
+    if info.hash_status == Verification.NO_MANIFEST.value:
+        raise IntegrityError(
+            f"{info.path} has no manifest ({manifest_path(info.path).name}), so it "
+            "cannot be verified. Save it with nnsave.save to write one."
+        )
+    if info.hash_status != Verification.VERIFIED.value:
+        raise IntegrityError(_integrity_message(info.path, info.problem or "unknown"))
+    return info
+
+
+def roundtrip(obj: Any, X: Any, *, rtol: float = 0.0, atol: float = 0.0) -> RoundtripReport:
+    """Save ``obj`` to a temporary file, load it back and compare its predictions.
+
+    Parameters
+    ----------
+    obj : keras.Model or estimator
+        Anything with ``predict``; ``predict_proba`` is compared too where present.
+    X : array-like
+        Inputs to predict on.
+    rtol, atol : float, default 0.0
+        Tolerances as in :func:`numpy.allclose`; the defaults demand equality.
+
+    Returns
+    -------
+    RoundtripReport
+    """
+    if not callable(getattr(obj, "predict", None)):
+        raise TypeError(f"roundtrip compares predictions, but a {class_path(obj)} has no predict method.")
+    handler = handler_for_object(obj)
+    methods = [m for m in ("predict", "predict_proba") if callable(getattr(obj, m, None))]
+    with tempfile.TemporaryDirectory(prefix="nnsave-roundtrip-") as folder:
+        path = save(obj, Path(folder) / f"roundtrip{handler.suffixes[0]}")
+        size = path.stat().st_size
+        restored = load(path)
+        is_keras = handler.name == "keras"
+        outputs = {
+            method: (_predict(obj, method, X, is_keras), _predict(restored, method, X, is_keras))
+            for method in methods
+        }
+    compared = {method: _largest_difference(*pair) for method, pair in outputs.items()}
+    ok = all(_agree(*pair, rtol, atol) for pair in outputs.values())
+    return RoundtripReport(ok=ok, max_abs_diff=max(compared.values()), compared=compared, format=handler.name, size=size)
+
+
+def _predict(model: Any, method: str, X: Any, is_keras: bool) -> np.ndarray:
+    function = getattr(model, method)
+    return np.asarray(function(X, verbose=0) if is_keras else function(X))
+
+
+def _largest_difference(before: np.ndarray, after: np.ndarray) -> float:
+    if before.shape != after.shape:
+        return float("inf")
+    if before.dtype.kind not in "biuf" or after.dtype.kind not in "biuf":
+        return 0.0 if np.array_equal(before, after) else float("inf")
+    difference = np.abs(before.astype(np.float64) - after.astype(np.float64))
+    return float(np.max(difference, initial=0.0))
+
+
+def _agree(before: np.ndarray, after: np.ndarray, rtol: float, atol: float) -> bool:
+    if before.shape != after.shape:
+        return False
+    if before.dtype.kind not in "biuf" or after.dtype.kind not in "biuf":
+        return bool(np.array_equal(before, after))
+    return bool(np.allclose(before, after, rtol=rtol, atol=atol, equal_nan=True))
+
+
+def _existing_file(path: PathLike) -> Path:
+    path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(
+            errno.EISDIR,
+            f"{path} is a directory, but a saved model file was expected. For a "
+            "checkpoint directory use nnsave.latest_checkpoint(directory)",
+            str(path),
+        )
+    if not path.exists():
+        raise FileNotFoundError(errno.ENOENT, f"No such file: {path}. Check the path and the current directory", str(path))
+    return path
+
+
+def _read_manifest(path: Path) -> Manifest | None:
+    location = manifest_path(path)
+    if not location.exists():
+        return None
+    try:
+        data = storage.read_small_file(location, MAX_MANIFEST_BYTES)
+    except (ValueError, IsADirectoryError) as error:
+        raise IntegrityError(
+            f"The manifest {location} is damaged ({error}). Restore it, or re-save the model."
+        ) from None
+    return parse_manifest(data, source=location)
+
+
+def _mismatch(
+    path: Path, handler: FormatHandler, manifest: Manifest, digest: storage.Digest | None = None
+) -> str | None:
+    if manifest.format != handler.name:
+        return f"the manifest describes a {manifest.format} file, but {path.name} is a {handler.name} file"
+    size = digest.size if digest else path.stat().st_size
+    if size != manifest.size:
+        kind = "truncated" if size < manifest.size else "extended"
+        return f"size is {size} bytes, expected {manifest.size} ({kind})"
+    actual = (digest or storage.hash_file(path)).sha256
+    if actual != manifest.sha256:
+        return f"sha256 is {actual}, expected {manifest.sha256}"
+    return None
+
+
+def _integrity_message(path: Path, problem: str) -> str:
+    return (
+        f"{path} does not match its manifest {manifest_path(path).name}: {problem}. "
+        "The file was changed or damaged after it was saved; do not use it. "
+        "Restore it from a backup or save the model again."
+    )
+
+
+def _warn_on_version_mismatch(path: Path, handler: FormatHandler, manifest: Manifest) -> None:
+    mismatches = version_mismatches(
+        manifest.versions, installed_versions(), strictness=handler.strictness_for(manifest.class_path)
+    )
+    for name, saved, installed in mismatches:
+        warnings.warn(
+            f"{path} was saved with {name} {saved}, but {name} {installed} is installed. "
+            f"Loading across these versions is not supported by {name}; if results look "
+            f"wrong, install {name}=={saved} or re-train and save with {installed}.",
+            VersionMismatchWarning,
+            stacklevel=3,
+        )
+
+
+def _human_size(size: int) -> str:
+    if size < 1024:
+        return f"{size} B"
+    value = size / 1024
+    for unit in ("KB", "MB"):
+        if value < 1024:
+            return f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} GB"
+
+
+def _truncate(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."

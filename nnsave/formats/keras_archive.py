@@ -1,0 +1,236 @@
+"""Keras models as native ``.keras`` archives.
+
+A ``.keras`` file is a zip holding ``config.json`` (the architecture),
+``metadata.json`` (the Keras version) and ``model.weights.h5`` (weights and
+optimizer state). nnsave writes it with Keras's own public API, so Keras can
+open it without nnsave, and reads the config and the weights' shapes straight
+from the zip for :func:`nnsave.inspect`, without building the model.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+import zipfile
+from pathlib import Path, PurePosixPath
+from typing import Any, BinaryIO
+
+from ..errors import FormatError, UntrustedFileError
+from ..storage import AtomicWrite, Digest
+from . import FormatHandler, LoadOptions, keras_module
+
+__all__ = ["KerasHandler", "CONFIG_MEMBER", "METADATA_MEMBER", "WEIGHTS_MEMBER"]
+
+CONFIG_MEMBER = "config.json"
+METADATA_MEMBER = "metadata.json"
+WEIGHTS_MEMBER = "model.weights.h5"
+
+_ZIP_MAGIC = b"PK\x03\x04"
+_MAX_JSON_MEMBER_BYTES = 64 << 20
+_MAX_MEMBERS = 10_000
+# A deflated member that expands more than this is treated as a zip bomb.
+_MAX_COMPRESSION_RATIO = 200
+_MAX_TOTAL_UNCOMPRESSED = 64 << 30
+_LOCAL_HEADER = struct.Struct("<4s2B4HL2L2H")
+# Groups in model.weights.h5 that hold training state rather than the model's own variables.
+_NON_MODEL_GROUPS = {"optimizer"}
+
+
+class KerasHandler(FormatHandler):
+    name = "keras"
+    suffixes = (".keras",)
+    version_strictness = {"keras": 1}
+
+    def claims(self, obj: object) -> bool:
+        keras = keras_module()
+        return keras is not None and isinstance(obj, keras.Model)
+
+    def write(
+        self, obj: Any, transaction: AtomicWrite, target: Path, *, compress: Any
+    ) -> Digest:
+        if compress is not None:
+            raise ValueError(
+                f"{target}: compress applies to .joblib files only; a .keras archive "
+                "is written by Keras as it is. Leave compress=None."
+            )
+        keras = keras_module()
+        # Keras's public API writes only to a path, so the staged file is hashed
+        # once it is complete rather than while it streams.
+        keras.saving.save_model(obj, transaction.staging_path(target))
+        return transaction.digest_of(target)
+
+    def check_signature(self, path: Path) -> None:
+        with open(path, "rb") as handle:
+            head = handle.read(len(_ZIP_MAGIC))
+        if head != _ZIP_MAGIC:
+            raise FormatError(
+                f"{path} is not a Keras archive: a .keras file is a zip, and this one "
+                f"starts with {head!r}. If it is a joblib or pickle file, rename it "
+                "to .joblib; if it is a legacy HDF5 model, load it with Keras directly."
+            )
+
+    def runs_code_on_load(self, options: LoadOptions) -> bool:
+        # In safe mode Keras refuses to deserialise Python bytecode (Lambda layers).
+        return not options.safe_mode
+
+    def read(self, path: Path, options: LoadOptions) -> Any:
+        with zipfile.ZipFile(path) as archive:
+            _audit_archive(archive, path)
+        import keras
+
+        try:
+            return keras.saving.load_model(
+                path, compile=options.compile, safe_mode=options.safe_mode
+            )
+        except ValueError as error:
+            if "safe_mode" in str(error) or "Lambda" in str(error):
+                raise UntrustedFileError(
+                    f"{path} holds Python code (a Lambda layer or similar) that Keras "
+                    "refuses to run in safe mode. Pass safe_mode=False together with "
+                    "trusted=True only if you made this file yourself."
+                ) from error
+            raise
+        except TypeError as error:
+            if "register_keras_serializable" in str(error) or "Could not locate" in str(error):
+                raise FormatError(
+                    f"{path} uses a custom class that is not registered in this "
+                    "process. Import the module that defines it, decorated with "
+                    "@keras.saving.register_keras_serializable(), then load again. "
+                    f"Keras said: {error}"
+                ) from error
+            raise
+
+    def describe(self, path: Path) -> dict[str, Any]:
+        try:
+            archive = zipfile.ZipFile(path)
+        except zipfile.BadZipFile as error:
+            raise FormatError(f"{path} is not a valid .keras archive: {error}") from None
+        with archive:
+            _audit_archive(archive, path)
+            config = _read_json_member(archive, CONFIG_MEMBER, path)
+            keras_metadata = _read_json_member(archive, METADATA_MEMBER, path)
+            parameter_count = _count_parameters(archive, path)
+        return {
+            "model_class": config.get("class_name"),
+            "layers": _layers_from_config(config),
+            "parameter_count": parameter_count,
+            "keras_version": keras_metadata.get("keras_version"),
+        }
+
+
+def _audit_archive(archive: zipfile.ZipFile, path: Path) -> None:
+    """Refuse archives with unsafe member names or implausible expansion."""
+    members = archive.infolist()
+    if len(members) > _MAX_MEMBERS:
+        raise UntrustedFileError(f"{path} has {len(members)} members; refusing to open it.")
+    total = 0
+    for member in members:
+        name = PurePosixPath(member.filename)
+        if name.is_absolute() or ".." in name.parts or "\\" in member.filename:
+            raise UntrustedFileError(
+                f"{path} contains the member {member.filename!r}, whose name points "
+                "outside the archive (path traversal). Do not load this file."
+            )
+        total += member.file_size
+        compressed = max(member.compress_size, 1)
+        if member.file_size > (1 << 20) and member.file_size / compressed > _MAX_COMPRESSION_RATIO:
+            raise UntrustedFileError(
+                f"{path}: member {member.filename!r} would expand {member.file_size} "
+                f"bytes from {member.compress_size} (a zip bomb). Do not load this file."
+            )
+    if total > _MAX_TOTAL_UNCOMPRESSED:
+        raise UntrustedFileError(f"{path} would expand to {total} bytes; refusing to open it.")
+    if CONFIG_MEMBER not in archive.namelist():
+        raise FormatError(
+            f"{path} is a zip archive but not a Keras model: it has no {CONFIG_MEMBER}."
+        )
+
+
+def _read_json_member(archive: zipfile.ZipFile, member: str, path: Path) -> dict[str, Any]:
+    if member not in archive.namelist():
+        return {}
+    info = archive.getinfo(member)
+    if info.file_size > _MAX_JSON_MEMBER_BYTES:
+        raise FormatError(f"{path}: {member} is implausibly large ({info.file_size} bytes).")
+    try:
+        document = json.loads(archive.read(member))
+    except (ValueError, zipfile.BadZipFile) as error:
+        raise FormatError(f"{path}: {member} cannot be read as JSON ({error}).") from None
+    if not isinstance(document, dict):
+        raise FormatError(f"{path}: {member} is not a JSON object.")
+    return document
+
+
+def _layers_from_config(config: dict[str, Any]) -> list[dict[str, str]]:
+    """Names and types of the top-level layers of a Sequential or functional model.
+
+    A subclassed model's config does not list its layers, so the list is empty.
+    """
+    layers = config.get("config", {}).get("layers", [])
+    if not isinstance(layers, list):
+        return []
+    described = []
+    for layer in layers:
+        if isinstance(layer, dict):
+            layer_config = layer.get("config", {})
+            name = layer_config.get("name") if isinstance(layer_config, dict) else None
+            described.append({"name": str(name), "type": str(layer.get("class_name"))})
+    return described
+
+
+class _MemberWindow:
+    """A read-only, seekable view of one stored (uncompressed) zip member."""
+
+    def __init__(self, handle: BinaryIO, start: int, length: int) -> None:
+        self._handle, self._start, self._length, self._position = handle, start, length, 0
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        base = {0: 0, 1: self._position, 2: self._length}[whence]
+        self._position = max(0, min(self._length, base + offset))
+        return self._position
+
+    def tell(self) -> int:
+        return self._position
+
+    def read(self, size: int = -1) -> bytes:
+        remaining = self._length - self._position
+        size = remaining if size is None or size < 0 else min(size, remaining)
+        self._handle.seek(self._start + self._position)
+        data = self._handle.read(size)
+        self._position += len(data)
+        return data
+
+    def readinto(self, buffer: Any) -> int:
+        data = self.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+
+def _count_parameters(archive: zipfile.ZipFile, path: Path) -> int | None:
+    """Sum the sizes of the model's variables in the weights file, without loading them."""
+    if WEIGHTS_MEMBER not in archive.namelist():
+        return 0
+    info = archive.getinfo(WEIGHTS_MEMBER)
+    if info.compress_type != zipfile.ZIP_STORED:
+        return None
+    import h5py
+
+    handle = archive.fp
+    handle.seek(info.header_offset)
+    header = _LOCAL_HEADER.unpack(handle.read(_LOCAL_HEADER.size))
+    name_length, extra_length = header[-2], header[-1]
+    data_start = info.header_offset + _LOCAL_HEADER.size + name_length + extra_length
+    window = _MemberWindow(handle, data_start, info.file_size)
+    total = 0
+
+    def visit(name: str, node: Any) -> None:
+        nonlocal total
+        if isinstance(node, h5py.Dataset) and name.split("/")[0] not in _NON_MODEL_GROUPS:
+            total += int(node.size)
+
+    try:
+        with h5py.File(window, "r") as weights:
+            weights.visititems(visit)
+    except OSError as error:
+        raise FormatError(f"{path}: {WEIGHTS_MEMBER} is not a readable HDF5 file ({error}).") from None
+    return total

@@ -1,0 +1,224 @@
+"""Atomic, hashed file IO: the only module that creates, renames or deletes files.
+
+A save never writes under the final name. Each file is staged in a temporary
+file in the target's directory (so the final rename stays on one file system),
+hashed while it is written, flushed and fsynced, and only then moved into
+place with :func:`os.replace`. If anything fails before that, the staged
+files are removed and whatever was under the final names is left untouched.
+
+Format handlers see only a writable binary stream or a staging path, never the
+final name, so another backend (an object store, say) can replace this module
+without touching them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import hashlib
+import io
+import os
+import secrets
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = [
+    "TEMP_MARKER",
+    "Digest",
+    "HashingWriter",
+    "AtomicWrite",
+    "atomic_write",
+    "hash_file",
+    "read_small_file",
+    "is_temporary",
+]
+
+#: Every staged file's name contains this, so it can never be taken for an artifact.
+TEMP_MARKER = ".nnsave-tmp-"
+
+_CHUNK_SIZE = 1 << 20
+
+
+@dataclass(frozen=True)
+class Digest:
+    """The sha256 and size of a file's bytes."""
+
+    sha256: str
+    size: int
+
+
+class HashingWriter(io.RawIOBase):
+    """A write-only, forward-only binary stream that hashes what passes through.
+
+    It reports itself as not seekable, so writers such as :mod:`zipfile`
+    produce their output strictly in order and the running hash equals the
+    hash of the finished file.
+    """
+
+    def __init__(self, raw: io.BufferedWriter) -> None:
+        super().__init__()
+        self._raw = raw
+        self._sha256 = hashlib.sha256()
+        self._size = 0
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: bytes | bytearray | memoryview) -> int:  # type: ignore[override]
+        view = memoryview(data).cast("B")
+        self._raw.write(view)
+        self._sha256.update(view)
+        self._size += len(view)
+        return len(view)
+
+    def tell(self) -> int:
+        return self._size
+
+    def flush(self) -> None:
+        self._raw.flush()
+
+    @property
+    def digest(self) -> Digest:
+        return Digest(self._sha256.hexdigest(), self._size)
+
+
+@dataclass
+class _StagedFile:
+    target: Path
+    staging: Path
+    digest: Digest | None = None
+
+
+class AtomicWrite:
+    """Stage files beside their targets, then publish all of them or none.
+
+    Use it through :func:`atomic_write`. Files are published in the order they
+    were staged, so stage the payload before the manifest that describes it.
+    """
+
+    def __init__(self) -> None:
+        self._staged: list[_StagedFile] = []
+
+    def _stage(self, target: Path) -> _StagedFile:
+        target = Path(target)
+        staging = target.with_name(f".{target.name}{TEMP_MARKER}{secrets.token_hex(4)}")
+        staged = _StagedFile(target, staging)
+        self._staged.append(staged)
+        return staged
+
+    @contextlib.contextmanager
+    def stream(self, target: Path) -> Iterator[HashingWriter]:
+        """Yield a hashing stream whose bytes will become ``target``."""
+        staged = self._stage(target)
+        with open(staged.staging, "xb") as raw:
+            writer = HashingWriter(raw)
+            yield writer
+            raw.flush()
+            os.fsync(raw.fileno())
+        staged.digest = writer.digest
+
+    def staging_path(self, target: Path) -> Path:
+        """Reserve a staging path for a writer that insists on a file name.
+
+        The staging name keeps the target's suffix, because some libraries
+        (Keras among them) check it. The file is hashed in :meth:`commit`.
+        """
+        staged = self._stage(target)
+        staged.staging = staged.staging.with_name(staged.staging.name + target.suffix)
+        return staged.staging
+
+    def write_bytes(self, target: Path, data: bytes) -> Digest:
+        """Stage ``data`` as the future content of ``target``."""
+        with self.stream(target) as writer:
+            writer.write(data)
+        return writer.digest
+
+    def digest_of(self, target: Path) -> Digest:
+        """The digest of what has been staged for ``target``."""
+        for staged in self._staged:
+            if staged.target == Path(target):
+                if staged.digest is None:
+                    staged.digest = _fsync_and_hash(staged.staging)
+                return staged.digest
+        raise KeyError(target)
+
+    def commit(self) -> None:
+        for staged in self._staged:
+            if staged.digest is None:
+                staged.digest = _fsync_and_hash(staged.staging)
+        for staged in self._staged:
+            os.replace(staged.staging, staged.target)
+        for directory in {staged.target.parent for staged in self._staged}:
+            _fsync_directory(directory)
+
+    def abort(self) -> None:
+        for staged in self._staged:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(staged.staging)
+
+
+@contextlib.contextmanager
+def atomic_write() -> Iterator[AtomicWrite]:
+    """Group staged writes; publish them on success, remove them on any failure.
+
+    A full disk is reported as an :class:`OSError` that names the file being
+    written and says that the previous version is unchanged.
+    """
+    transaction = AtomicWrite()
+    try:
+        yield transaction
+        transaction.commit()
+    except BaseException as error:
+        transaction.abort()
+        if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+            targets = ", ".join(str(staged.target) for staged in transaction._staged)
+            raise OSError(
+                error.errno,
+                f"No space left on the device while saving {targets}. "
+                "Nothing was replaced: the previous file, if any, is unchanged. "
+                "Free some space and save again.",
+            ) from error
+        raise
+
+
+def hash_file(path: Path) -> Digest:
+    """Stream ``path`` through sha256 without holding it in memory."""
+    sha256 = hashlib.sha256()
+    size = 0
+    buffer = bytearray(_CHUNK_SIZE)
+    view = memoryview(buffer)
+    with open(path, "rb", buffering=0) as handle:
+        while count := handle.readinto(buffer):
+            sha256.update(view[:count])
+            size += count
+    return Digest(sha256.hexdigest(), size)
+
+
+def read_small_file(path: Path, limit: int) -> bytes:
+    """Read a file that should be small, refusing to read more than ``limit`` bytes."""
+    with open(path, "rb") as handle:
+        data = handle.read(limit + 1)
+    if len(data) > limit:
+        raise ValueError(f"{path} is larger than {limit} bytes")
+    return data
+
+
+def is_temporary(path: Path) -> bool:
+    """True for the staging files this module creates."""
+    return TEMP_MARKER in Path(path).name
+
+
+def _fsync_and_hash(path: Path) -> Digest:
+    with open(path, "rb+") as handle:
+        os.fsync(handle.fileno())
+    return hash_file(path)
+
+
+def _fsync_directory(directory: Path) -> None:
+    # The rename itself is durable only once the directory entry is on disk.
+    descriptor = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
