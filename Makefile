@@ -35,7 +35,7 @@ book: $(INSTALLED)
 notebooks: $(INSTALLED)
 	$(BIN)/jupyter nbconvert --to notebook --execute --inplace \
 		--ExecutePreprocessor.timeout=600 --ExecutePreprocessor.kernel_name=python3 \
-		--IPKernelApp.capture_fd_output=False $(NB)
+		--NotebookClient.extra_arguments="['--IPKernelApp.capture_fd_output=False']" $(NB)
 
 clean:
 	rm -rf _build .pytest_cache

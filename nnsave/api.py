@@ -96,28 +96,28 @@ class ArtifactInfo:
     def __str__(self) -> str:
         lines = [
             f"{self.path.name}  ({self.format}, {_human_size(self.size)})",
-            f"  integrity : {self.hash_status}" + (f" - {self.problem}" if self.problem else ""),
-            f"  sha256    : {self.sha256}",
+            f"  integrity    : {self.hash_status}" + (f" - {self.problem}" if self.problem else ""),
+            f"  sha256       : {self.sha256}",
         ]
         if self.class_path:
-            lines.append(f"  class     : {self.class_path}")
+            lines.append(f"  class        : {self.class_path}")
         if self.created_utc:
-            lines.append(f"  saved     : {self.created_utc}")
+            lines.append(f"  saved        : {self.created_utc}")
         saved_with = ", ".join(f"{k} {v}" for k, v in self.versions.items() if v)
         if saved_with:
-            lines.append(f"  saved with: {saved_with}")
+            lines.append(f"  saved with   : {saved_with}")
         if self.parameter_count is not None:
-            lines.append(f"  parameters: {self.parameter_count:,}")
+            lines.append(f"  parameters   : {self.parameter_count:,}")
         if self.layers:
-            lines.append(f"  layers    : {len(self.layers)}")
+            lines.append(f"  layers       : {len(self.layers)}")
             shown = self.layers[:12]
-            lines += [f"    {layer['name']:<24} {layer['type']}" for layer in shown]
+            lines += [f"    {layer['name']:<26} {layer['type']}" for layer in shown]
             if len(self.layers) > len(shown):
                 lines.append(f"    ... and {len(self.layers) - len(shown)} more")
         for key, value in self.details.items():
-            lines.append(f"  {key:<10}: {value}")
+            lines.append(f"  {key.replace('_', ' '):<13}: {value}")
         if self.metadata:
-            lines.append(f"  metadata  : {_truncate(repr(self.metadata), 200)}")
+            lines.append(f"  metadata     : {_truncate(repr(self.metadata), 200)}")
         return "\n".join(lines)
 
 
@@ -349,7 +349,9 @@ def inspect(path: PathLike) -> ArtifactInfo:
     try:
         details = handler.describe(path)
     except NNSaveError:
-        if status is Verification.VERIFIED:
+        # A damaged file is reported as a mismatch rather than as whatever its
+        # damaged bytes happen to look like; anything else is raised.
+        if status is not Verification.MISMATCH:
             raise
         details = {}
     layers = details.pop("layers", None)

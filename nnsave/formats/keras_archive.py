@@ -74,8 +74,7 @@ class KerasHandler(FormatHandler):
         return not options.safe_mode
 
     def read(self, path: Path, options: LoadOptions) -> Any:
-        with zipfile.ZipFile(path) as archive:
-            _audit_archive(archive, path)
+        _open_audited(path).close()
         import keras
 
         try:
@@ -101,12 +100,7 @@ class KerasHandler(FormatHandler):
             raise
 
     def describe(self, path: Path) -> dict[str, Any]:
-        try:
-            archive = zipfile.ZipFile(path)
-        except zipfile.BadZipFile as error:
-            raise FormatError(f"{path} is not a valid .keras archive: {error}") from None
-        with archive:
-            _audit_archive(archive, path)
+        with _open_audited(path) as archive:
             config = _read_json_member(archive, CONFIG_MEMBER, path)
             keras_metadata = _read_json_member(archive, METADATA_MEMBER, path)
             parameter_count = _count_parameters(archive, path)
@@ -116,6 +110,20 @@ class KerasHandler(FormatHandler):
             "parameter_count": parameter_count,
             "keras_version": keras_metadata.get("keras_version"),
         }
+
+
+def _open_audited(path: Path) -> zipfile.ZipFile:
+    """Open the archive, refusing it before anything is extracted if it looks hostile."""
+    try:
+        archive = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, EOFError) as error:
+        raise FormatError(f"{path} is not a valid .keras archive: {error}") from None
+    try:
+        _audit_archive(archive, path)
+    except BaseException:
+        archive.close()
+        raise
+    return archive
 
 
 def _audit_archive(archive: zipfile.ZipFile, path: Path) -> None:

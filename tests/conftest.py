@@ -1,0 +1,35 @@
+"""Fixtures shared by the unit tests: small data and small models, all seeded."""
+
+from __future__ import annotations
+
+import pytest
+
+import nnsave
+
+
+@pytest.fixture(scope="session")
+def digits():
+    """A small, scaled slice of scikit-learn's bundled digits (no network)."""
+    from sklearn.datasets import load_digits
+
+    X, y = load_digits(return_X_y=True)
+    return (X[:300] / 16.0).astype("float32"), y[:300]
+
+
+@pytest.fixture
+def keras():
+    nnsave.seed_everything(0)
+    import keras
+
+    return keras
+
+
+@pytest.fixture
+def trained_sequential(keras, digits):
+    X, y = digits
+    model = keras.Sequential(
+        [keras.Input((64,)), keras.layers.Dense(16, activation="relu"), keras.layers.Dense(10, activation="softmax")]
+    )
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    model.fit(X, y, epochs=2, batch_size=64, verbose=0, shuffle=False)
+    return model

@@ -1,0 +1,50 @@
+"""Every notebook in the table of contents exists and was executed with its outputs stored."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _toc_files():
+    import yaml
+
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
+    files = [toc["root"]]
+    stack = list(toc.get("parts", [])) + list(toc.get("chapters", []))
+    while stack:
+        entry = stack.pop(0)
+        if "file" in entry:
+            files.append(entry["file"])
+        stack += entry.get("chapters", []) + entry.get("sections", [])
+    return files
+
+
+def _source(entry):
+    candidates = [ROOT / f"{entry}{suffix}" for suffix in (".ipynb", ".md")]
+    return next((path for path in candidates if path.exists()), None)
+
+
+@pytest.mark.parametrize("entry", _toc_files())
+def test_toc_entry_exists(entry):
+    assert _source(entry) is not None, f"{entry} is listed in _toc.yml but has no .ipynb or .md file"
+
+
+@pytest.mark.parametrize("entry", [e for e in _toc_files() if (ROOT / f"{e}.ipynb").exists()] or ["none"])
+def test_notebook_cells_were_executed(entry):
+    assert entry != "none", "the book has no notebooks"
+    notebook = json.loads((ROOT / f"{entry}.ipynb").read_text())
+    for index, cell in enumerate(notebook["cells"]):
+        if cell["cell_type"] == "code" and "".join(cell["source"]).strip():
+            assert cell.get("execution_count") is not None, f"{entry}: code cell {index} never ran"
+            text = json.dumps(cell.get("outputs", []))
+            for leak in ("/tmp/", "/root/", "site-packages", "NBVAL_IGNORE_OUTPUT"):
+                assert leak not in text + "".join(cell["source"]), f"{entry}: cell {index} holds {leak!r}"
+
+
+def test_no_notebook_is_left_out_of_the_toc():
+    listed = {str(ROOT / f"{entry}.ipynb") for entry in _toc_files()}
+    on_disk = {str(path) for path in (ROOT / "book").rglob("*.ipynb") if ".ipynb_checkpoints" not in path.parts}
+    assert on_disk - listed == set()

@@ -1,0 +1,90 @@
+import errno
+import hashlib
+import os
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from nnsave import storage
+
+
+def test_write_bytes_publishes_file_and_reports_digest(tmp_path):
+    target = tmp_path / "blob.bin"
+    with storage.atomic_write() as transaction:
+        digest = transaction.write_bytes(target, b"hello")
+        assert not target.exists(), "nothing may appear under the final name before commit"
+    assert target.read_bytes() == b"hello"
+    assert digest == storage.Digest(hashlib.sha256(b"hello").hexdigest(), 5)
+    assert os.listdir(tmp_path) == ["blob.bin"]
+
+
+def test_failure_keeps_previous_file_and_removes_staging(tmp_path):
+    target = tmp_path / "blob.bin"
+    target.write_bytes(b"old")
+    with pytest.raises(RuntimeError, match="boom"):
+        with storage.atomic_write() as transaction:
+            with transaction.stream(target) as stream:
+                stream.write(b"new, half")
+                raise RuntimeError("boom")
+    assert target.read_bytes() == b"old"
+    assert os.listdir(tmp_path) == ["blob.bin"]
+
+
+def test_disk_full_is_reported_with_the_file_name(tmp_path):
+    target = tmp_path / "model.joblib"
+    target.write_bytes(b"old")
+    with pytest.raises(OSError) as caught:
+        with storage.atomic_write() as transaction:
+            with transaction.stream(target):
+                raise OSError(errno.ENOSPC, "No space left on device")
+    assert caught.value.errno == errno.ENOSPC
+    assert "model.joblib" in str(caught.value) and "unchanged" in str(caught.value)
+    assert target.read_bytes() == b"old"
+    assert os.listdir(tmp_path) == ["model.joblib"]
+
+
+def test_staging_path_keeps_suffix_and_is_hashed_on_commit(tmp_path):
+    target = tmp_path / "m.keras"
+    with storage.atomic_write() as transaction:
+        staging = transaction.staging_path(target)
+        assert staging.suffix == ".keras" and storage.is_temporary(staging)
+        staging.write_bytes(b"zip bytes")
+        digest = transaction.digest_of(target)
+    assert digest.sha256 == hashlib.sha256(b"zip bytes").hexdigest()
+    assert target.read_bytes() == b"zip bytes"
+
+
+def test_digest_of_unknown_target_is_a_key_error(tmp_path):
+    with pytest.raises(KeyError):
+        with storage.atomic_write() as transaction:
+            transaction.digest_of(tmp_path / "never-staged")
+
+
+def test_hashing_writer_refuses_to_seek(tmp_path):
+    with open(tmp_path / "f", "wb") as raw:
+        writer = storage.HashingWriter(raw)
+        writer.write(b"abc")
+        assert writer.tell() == 3 and not writer.seekable()
+        with pytest.raises(OSError):
+            writer.seek(0)
+
+
+def test_read_small_file_refuses_large_files(tmp_path):
+    path = tmp_path / "big"
+    path.write_bytes(b"x" * 11)
+    assert storage.read_small_file(path, 11) == b"x" * 11
+    with pytest.raises(ValueError, match="larger than 10 bytes"):
+        storage.read_small_file(path, 10)
+
+
+@settings(max_examples=40, deadline=None)
+@given(chunks=st.lists(st.binary(max_size=3000), max_size=8))
+def test_streamed_digest_equals_file_digest(tmp_path_factory, chunks):
+    target = tmp_path_factory.mktemp("hash") / "payload"
+    with storage.atomic_write() as transaction:
+        with transaction.stream(target) as stream:
+            for chunk in chunks:
+                stream.write(chunk)
+    assert stream.digest == storage.hash_file(target)
+    assert stream.digest.size == sum(map(len, chunks))
