@@ -10,7 +10,6 @@ NB ?= $(NOTEBOOKS)
 export TF_CPP_MIN_LOG_LEVEL := 3
 export TF_ENABLE_ONEDNN_OPTS := 0
 export PYTHONHASHSEED := 0
-export MPLBACKEND := Agg
 
 .PHONY: all env test book notebooks clean
 
@@ -24,7 +23,8 @@ $(INSTALLED): requirements.txt pyproject.toml
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
 	touch $@
 
-test: $(INSTALLED)
+# The browser test reads the built HTML, so the book is built first.
+test: book
 	$(BIN)/python -m pytest -n 2 --dist loadfile -p no:cacheprovider \
 		tests $(NOTEBOOKS) --nbval --nbval-sanitize-with nbval_sanitize.cfg
 
@@ -35,6 +35,7 @@ book: $(INSTALLED)
 notebooks: $(INSTALLED)
 	$(BIN)/jupyter nbconvert --to notebook --execute --inplace \
 		--ExecutePreprocessor.timeout=600 --ExecutePreprocessor.kernel_name=python3 \
+		--NotebookClient.record_timing=False \
 		--NotebookClient.extra_arguments="['--IPKernelApp.capture_fd_output=False']" $(NB)
 
 clean:

@@ -4,22 +4,7 @@ import json
 from pathlib import Path
 
 import pytest
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _toc_files():
-    import yaml
-
-    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
-    files = [toc["root"]]
-    stack = list(toc.get("parts", [])) + list(toc.get("chapters", []))
-    while stack:
-        entry = stack.pop(0)
-        if "file" in entry:
-            files.append(entry["file"])
-        stack += entry.get("chapters", []) + entry.get("sections", [])
-    return files
+from _book import ROOT, toc_entries
 
 
 def _source(entry):
@@ -27,12 +12,12 @@ def _source(entry):
     return next((path for path in candidates if path.exists()), None)
 
 
-@pytest.mark.parametrize("entry", _toc_files())
+@pytest.mark.parametrize("entry", toc_entries())
 def test_toc_entry_exists(entry):
     assert _source(entry) is not None, f"{entry} is listed in _toc.yml but has no .ipynb or .md file"
 
 
-@pytest.mark.parametrize("entry", [e for e in _toc_files() if (ROOT / f"{e}.ipynb").exists()] or ["none"])
+@pytest.mark.parametrize("entry", [e for e in toc_entries() if (ROOT / f"{e}.ipynb").exists()] or ["none"])
 def test_notebook_cells_were_executed(entry):
     assert entry != "none", "the book has no notebooks"
     notebook = json.loads((ROOT / f"{entry}.ipynb").read_text())
@@ -45,6 +30,6 @@ def test_notebook_cells_were_executed(entry):
 
 
 def test_no_notebook_is_left_out_of_the_toc():
-    listed = {str(ROOT / f"{entry}.ipynb") for entry in _toc_files()}
+    listed = {str(ROOT / f"{entry}.ipynb") for entry in toc_entries()}
     on_disk = {str(path) for path in (ROOT / "book").rglob("*.ipynb") if ".ipynb_checkpoints" not in path.parts}
     assert on_disk - listed == set()
