@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from . import storage
+from . import legacy, storage
 from ._version import __version__
 from .errors import FormatError, IntegrityError, NNSaveError, UnverifiedFileWarning, VersionMismatchWarning
 from .formats import FormatHandler, LoadOptions, class_path, handler_for_object, handler_for_path
@@ -48,7 +48,8 @@ class ArtifactInfo:
     path : pathlib.Path
         The payload file.
     format : str
-        The format handler's name, ``"keras"`` or ``"joblib"``.
+        The format handler's name, ``"keras"`` or ``"joblib"``; ``"tf-checkpoint"``
+        for a TensorFlow checkpoint prefix.
     size : int
         The payload's size in bytes.
     hash_status : str
@@ -71,6 +72,8 @@ class ArtifactInfo:
         For ``.keras`` files: the number of weights in the model.
     details : dict
         Other format-specific facts (the compression of a joblib file, say).
+    variables : list of dict or None
+        For TensorFlow checkpoints: each variable's ``name``, ``shape`` and ``dtype``.
     """
 
     path: Path
@@ -86,6 +89,7 @@ class ArtifactInfo:
     layers: list[dict[str, str]] | None = None
     parameter_count: int | None = None
     details: dict[str, Any] = field(default_factory=dict)
+    variables: list[dict[str, Any]] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict of every field."""
@@ -97,8 +101,9 @@ class ArtifactInfo:
         lines = [
             f"{self.path.name}  ({self.format}, {_human_size(self.size)})",
             f"  integrity    : {self.hash_status}" + (f" - {self.problem}" if self.problem else ""),
-            f"  sha256       : {self.sha256}",
         ]
+        if self.sha256:
+            lines.append(f"  sha256       : {self.sha256}")
         if self.class_path:
             lines.append(f"  class        : {self.class_path}")
         if self.created_utc:
@@ -114,6 +119,13 @@ class ArtifactInfo:
             lines += [f"    {layer['name']:<26} {layer['type']}" for layer in shown]
             if len(self.layers) > len(shown):
                 lines.append(f"    ... and {len(self.layers) - len(shown)} more")
+        if self.variables:
+            lines.append(f"  variables    : {len(self.variables)}")
+            shown = self.variables[:12]
+            width = max(len(v["name"]) for v in shown)
+            lines += [f"    {v['name']:<{width}}  {v['dtype']:<8} {tuple(v['shape'])}" for v in shown]
+            if len(self.variables) > len(shown):
+                lines.append(f"    ... and {len(self.variables) - len(shown)} more")
         for key, value in self.details.items():
             lines.append(f"  {key.replace('_', ' '):<13}: {value}")
         if self.metadata:
@@ -317,7 +329,9 @@ def inspect(path: PathLike) -> ArtifactInfo:
     Parameters
     ----------
     path : str or os.PathLike
-        A ``.keras`` or ``.joblib`` file.
+        A ``.keras`` or ``.joblib`` file, or a TensorFlow checkpoint prefix
+        (``model.ckpt-95``, with ``.index`` and ``.data-*`` files beside it),
+        whose variables are listed; that needs TensorFlow.
 
     Returns
     -------
@@ -331,6 +345,9 @@ def inspect(path: PathLike) -> ArtifactInfo:
     >>> info.format, info.hash_status, info.class_path
     ('joblib', 'verified', 'builtins.list')
     """
+    prefix = legacy.tf_checkpoint_prefix(path)
+    if prefix is not None:
+        return _inspect_tf_checkpoint(prefix)
     path = _existing_file(path)
     handler = handler_for_path(path)
     digest = storage.hash_file(path)
@@ -370,6 +387,20 @@ def inspect(path: PathLike) -> ArtifactInfo:
         layers=layers,
         parameter_count=parameter_count,
         details={key: value for key, value in details.items() if value is not None},
+    )
+
+
+def _inspect_tf_checkpoint(prefix: Path) -> ArtifactInfo:
+    facts = legacy.describe_tf_checkpoint(prefix)
+    return ArtifactInfo(
+        path=prefix,
+        format="tf-checkpoint",
+        size=facts["size"],
+        hash_status=Verification.NO_MANIFEST.value,
+        sha256="",
+        problem="TensorFlow checkpoints carry no nnsave manifest",
+        details={"kind": facts["kind"], "files": facts["files"]},
+        variables=facts["variables"],
     )
 
 

@@ -23,6 +23,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from .manifest import manifest_path
+
 __all__ = [
     "TEMP_MARKER",
     "Digest",
@@ -32,6 +34,9 @@ __all__ = [
     "hash_file",
     "read_small_file",
     "is_temporary",
+    "make_directory",
+    "remove_artifact",
+    "remove_stale_temporaries",
 ]
 
 #: Every staged file's name contains this, so it can never be taken for an artifact.
@@ -207,6 +212,43 @@ def read_small_file(path: Path, limit: int) -> bytes:
 def is_temporary(path: Path) -> bool:
     """True for the staging files this module creates."""
     return TEMP_MARKER in Path(path).name
+
+
+def make_directory(path: Path) -> Path:
+    """Create ``path`` and its parents if they are missing; return it."""
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def remove_artifact(path: Path) -> None:
+    """Delete a saved file and its manifest, if present.
+
+    The payload goes first: should the process die in between, what remains is
+    a manifest with nothing to describe, which no reader mistakes for a file.
+    """
+    path = Path(path)
+    for victim in (path, manifest_path(path)):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(victim)
+    _fsync_directory(path.parent)
+
+
+def remove_stale_temporaries(directory: Path) -> list[Path]:
+    """Delete the staging files that interrupted saves left in ``directory``.
+
+    Only names that contain :data:`TEMP_MARKER` are touched. Call it only when
+    no other process is saving into ``directory``. Returns what was removed.
+    """
+    removed = []
+    for entry in sorted(Path(directory).iterdir()):
+        if is_temporary(entry) and entry.is_file():
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(entry)
+                removed.append(entry)
+    if removed:
+        _fsync_directory(Path(directory))
+    return removed
 
 
 def _fsync_and_hash(path: Path) -> Digest:

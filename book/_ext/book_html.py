@@ -1,6 +1,11 @@
-"""Keep the browser console of every page free of errors.
+"""Small corrections to the HTML that Jupyter Book 1 produces.
 
-Two upstream glitches log errors on every page of a Jupyter Book 1 site:
+Launch buttons: Binder and Colab links are built from ``repository.url`` in
+_config.yml, and sphinx-book-theme crashes if the services are configured
+while that URL is empty. Until the book has a public home they are switched
+off here, so setting that one URL is all it takes to show them.
+
+Two upstream glitches log errors in the browser console on every page:
 
 * sphinx-thebe adds its inline configuration (``const THEBE_JS_URL = ...``)
   after the HTML builder has started, and Sphinx 7 then emits it twice, once
@@ -31,7 +36,16 @@ def _drop_repeated_scripts(app, pagename, templatename, context, doctree):
     context["script_files"] = unique
 
 
+def _launch_buttons_need_a_repository(app, config):
+    options = config.html_theme_options
+    if not options.get("repository_url"):
+        launch = dict(options.get("launch_buttons", {}))
+        launch.update(binderhub_url="", colab_url="")
+        options["launch_buttons"] = launch
+
+
 def setup(app):
+    app.connect("config-inited", _launch_buttons_need_a_repository)
     app.add_js_file(None, body=_DEFAULT_MODE, priority=100)
     app.connect("html-page-context", _drop_repeated_scripts, priority=900)
     return {"parallel_read_safe": True, "parallel_write_safe": True}
