@@ -10,8 +10,9 @@ from __future__ import annotations
 import errno
 import os
 import tempfile
+import textwrap
 import warnings
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ from ._version import __version__
 from .errors import FormatError, IntegrityError, NNSaveError, UnverifiedFileWarning, VersionMismatchWarning
 from .formats import FormatHandler, LoadOptions, class_path, handler_for_object, handler_for_path
 from .manifest import (
+    MANIFEST_SUFFIX,
     MAX_MANIFEST_BYTES,
     Manifest,
     build_manifest,
@@ -32,7 +34,7 @@ from .manifest import (
     parse_manifest,
     version_mismatches,
 )
-from .trust import Verification, authorize_load
+from .trust import Verification, authorize_load, check_signature, resolve_key
 
 __all__ = ["ArtifactInfo", "RoundtripReport", "save", "load", "inspect", "verify", "roundtrip"]
 
@@ -110,7 +112,7 @@ class ArtifactInfo:
             lines.append(f"  saved        : {self.created_utc}")
         saved_with = ", ".join(f"{k} {v}" for k, v in self.versions.items() if v)
         if saved_with:
-            lines.append(f"  saved with   : {saved_with}")
+            lines += textwrap.wrap(saved_with, 96, initial_indent="  saved with   : ", subsequent_indent=" " * 17)
         if self.parameter_count is not None:
             lines.append(f"  parameters   : {self.parameter_count:,}")
         if self.layers:
@@ -165,13 +167,15 @@ def save(
     metadata: Mapping[str, Any] | None = None,
     compress: Any = None,
     overwrite: bool = True,
+    key: bytes | str | None = None,
 ) -> Path:
     """Save ``obj`` atomically, with a manifest beside it.
 
     Parameters
     ----------
     obj : keras.Model, estimator, array or picklable object
-        Keras models go to ``.keras``; everything else to ``.joblib``.
+        Keras models go to ``.keras``; everything else to ``.joblib``, or to
+        ``.skops`` for scikit-learn objects that must load without pickle.
     path : str or os.PathLike
         The target file. Its suffix chooses the format.
     metadata : dict, optional
@@ -180,6 +184,10 @@ def save(
         Passed to :func:`joblib.dump` for ``.joblib`` files; must be None for ``.keras``.
     overwrite : bool, default True
         If False and ``path`` exists, raise :class:`FileExistsError`.
+    key : bytes or str, optional
+        Sign the manifest with HMAC-SHA256 under this key (default: the
+        ``NNSAVE_KEY`` environment variable, if set). Whoever loads with the
+        same key knows the file came from a key holder and is unchanged.
 
     Returns
     -------
@@ -212,8 +220,9 @@ def save(
     """
     path = Path(path)
     handler = handler_for_path(path)
-    owner = handler_for_object(obj)
-    if owner is not handler:
+    signing_key = resolve_key(key)
+    if not handler.claims(obj):
+        owner = handler_for_object(obj)
         suggestion = path.with_suffix(owner.suffixes[0]).name
         raise FormatError(
             f"{path}: a {class_path(obj)} is saved as {owner.suffixes[0]}, not "
@@ -226,6 +235,7 @@ def save(
         raise FileNotFoundError(errno.ENOENT, f"The directory {path.parent} does not exist; create it first", str(path.parent))
     if not overwrite and path.exists():
         raise FileExistsError(errno.EEXIST, f"{path} exists and overwrite=False; choose another name or pass overwrite=True", str(path))
+    clean_directory(path.parent)
     with storage.atomic_write() as transaction:
         digest = handler.write(obj, transaction, path, compress=compress)
         manifest = build_manifest(
@@ -236,6 +246,8 @@ def save(
             metadata=user_metadata,
             nnsave_version=__version__,
         )
+        if signing_key is not None:
+            manifest = manifest.signed_with(signing_key)
         transaction.write_bytes(manifest_path(path), manifest.to_json().encode("utf-8"))
     return path
 
@@ -248,6 +260,9 @@ def load(
     safe_mode: bool = True,
     compile: bool = True,
     mmap_mode: str | None = None,
+    key: bytes | str | None = None,
+    expected_sha256: str | None = None,
+    trusted_types: Sequence[str] = (),
 ) -> Any:
     """Verify a saved file against its manifest, then load it.
 
@@ -267,6 +282,16 @@ def load(
         Compile a Keras model after loading (restores the optimizer).
     mmap_mode : {None, 'r', 'r+', 'c'}
         Memory-map numpy arrays of an uncompressed joblib file.
+    key : bytes or str, optional
+        Require a manifest signed under this key (default: the ``NNSAVE_KEY``
+        environment variable, if set); a missing or wrong signature raises
+        :class:`UntrustedFileError` before anything is deserialised.
+    expected_sha256 : str, optional
+        Require the payload to have exactly this hash, for files shared by
+        hash. A match vouches for the file even without a manifest.
+    trusted_types : sequence of str, optional
+        For ``.skops`` files: types outside skops's safe set that may be built
+        (``nnsave.inspect`` lists them).
 
     Returns
     -------
@@ -280,9 +305,18 @@ def load(
     IntegrityError
         The payload does not match its manifest, or the manifest is damaged.
     UntrustedFileError
-        Loading could run code and nobody vouched for the file.
+        Loading could run code and nobody vouched for the file, or a key was
+        given and the signature is missing or wrong.
     FormatError
         The suffix is unknown or the bytes are not of that format.
+
+    Notes
+    -----
+    The trust model: a manifest's hash proves the bytes are those nnsave wrote,
+    not who wrote them; a signature proves they come from a key holder;
+    ``expected_sha256`` pins one known file. None of them makes a malicious
+    file written by a trusted party safe, and ``trusted=True`` switches the
+    checks on code execution off: use it only for your own files.
 
     Warns
     -----
@@ -293,20 +327,33 @@ def load(
     """
     path = _existing_file(path)
     handler = handler_for_path(path)
+    signing_key = resolve_key(key)
     options = LoadOptions(safe_mode=safe_mode, compile=compile, mmap_mode=mmap_mode)
     manifest = None
     verification = Verification.SKIPPED
-    if verify:
-        manifest = _read_manifest(path)
-        if manifest is None:
-            verification = Verification.NO_MANIFEST
-        else:
-            problem = _mismatch(path, handler, manifest)
-            if problem:
-                raise IntegrityError(_integrity_message(path, problem))
+    wants_manifest = verify or signing_key is not None
+    if wants_manifest or expected_sha256 is not None:
+        manifest, digest, problem = _checked_snapshot(path, handler, read_manifest=wants_manifest)
+        if signing_key is not None:
+            check_signature(path, manifest, signing_key)
+        if problem:
+            raise IntegrityError(_integrity_message(path, problem))
+        if manifest is not None:
             verification = Verification.VERIFIED
+        elif wants_manifest:
+            verification = Verification.NO_MANIFEST
+        if expected_sha256 is not None:
+            if digest.sha256 != expected_sha256.strip().lower():
+                raise IntegrityError(
+                    f"{path} is not the file you expected: its sha256 is {digest.sha256}, "
+                    f"expected_sha256 is {expected_sha256}. Do not use it; fetch the file again."
+                )
+            if verification is not Verification.VERIFIED:
+                verification = Verification.PINNED
     handler.check_signature(path)
-    authorize_load(path, handler, options, verification=verification, trusted=trusted)
+    options = authorize_load(
+        path, handler, options, verification=verification, trusted=trusted, trusted_types=trusted_types
+    )
     if verification is Verification.NO_MANIFEST:
         warnings.warn(
             f"{path} has no nnsave manifest, so it was loaded without an integrity "
@@ -350,14 +397,12 @@ def inspect(path: PathLike) -> ArtifactInfo:
         return _inspect_tf_checkpoint(prefix)
     path = _existing_file(path)
     handler = handler_for_path(path)
-    digest = storage.hash_file(path)
     try:
-        manifest = _read_manifest(path)
+        manifest, digest, problem = _checked_snapshot(path, handler, read_manifest=True)
     except IntegrityError as error:
-        manifest, problem = None, str(error)
+        manifest, problem, digest = None, str(error), storage.hash_file(path)
         status = Verification.MISMATCH
     else:
-        problem = _mismatch(path, handler, manifest, digest) if manifest else None
         if manifest is None:
             status = Verification.NO_MANIFEST
         else:
@@ -488,6 +533,58 @@ def _existing_file(path: PathLike) -> Path:
     if not path.exists():
         raise FileNotFoundError(errno.ENOENT, f"No such file: {path}. Check the path and the current directory", str(path))
     return path
+
+
+def clean_directory(directory: PathLike) -> list[Path]:
+    """Finish or discard what interrupted saves left in ``directory``.
+
+    A save killed between its two renames leaves the new payload beside the
+    old manifest, with the new manifest complete (fsynced) under its staging
+    name: that save is rolled forward. Every other leftover staging file is
+    removed. Files that a live process is still writing are left alone.
+    Returns the staging files handled.
+    """
+    handled = []
+    for staging, target in storage.stale_temporaries(Path(directory)):
+        if target.name.endswith(MANIFEST_SUFFIX) and _completes_torn_save(staging, target):
+            storage.publish(staging, target)
+        else:
+            storage.remove_temporary(staging)
+        handled.append(staging)
+    return handled
+
+
+def _completes_torn_save(staged_manifest: Path, target: Path) -> bool:
+    payload = target.with_name(target.name[: -len(MANIFEST_SUFFIX)])
+    try:
+        manifest = parse_manifest(storage.read_small_file(staged_manifest, MAX_MANIFEST_BYTES), source=staged_manifest)
+        return payload.exists() and storage.hash_file(payload) == storage.Digest(manifest.sha256, manifest.size)
+    except (IntegrityError, ValueError, OSError):
+        return False
+
+
+def _checked_snapshot(
+    path: Path, handler: FormatHandler, *, read_manifest: bool
+) -> tuple[Manifest | None, storage.Digest, str | None]:
+    """The manifest, the payload's digest, and any mismatch, read as one consistent pair.
+
+    The shared directory lock keeps a concurrent save from renaming one file
+    of the pair between the two reads. A mismatch may be a save that was
+    killed between its renames, so the directory is cleaned and read again.
+    """
+    manifest, digest, problem = _read_pair(path, handler, read_manifest=read_manifest)
+    if problem is not None and clean_directory(path.parent):
+        manifest, digest, problem = _read_pair(path, handler, read_manifest=read_manifest)
+    return manifest, digest, problem
+
+
+def _read_pair(
+    path: Path, handler: FormatHandler, *, read_manifest: bool
+) -> tuple[Manifest | None, storage.Digest, str | None]:
+    with storage.directory_lock(path.parent, shared=True):
+        manifest = _read_manifest(path) if read_manifest else None
+        digest = storage.hash_file(path)
+    return manifest, digest, _mismatch(path, handler, manifest, digest) if manifest else None
 
 
 def _read_manifest(path: Path) -> Manifest | None:

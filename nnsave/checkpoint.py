@@ -66,6 +66,8 @@ __all__ = [
 
 #: The index that :class:`Checkpointer` keeps in its directory.
 INDEX_NAME = "checkpoint.json"
+#: Serialises checkpoint saves from several processes into one directory.
+LOCK_NAME = ".nnsave-checkpoint.lock"
 TF_STATE_NAME = legacy.TF_STATE_NAME
 INDEX_FORMAT = "nnsave-checkpoint-index"
 INDEX_SCHEMA_VERSION = 1
@@ -383,7 +385,7 @@ class _Checkpointer:
 
     def on_train_begin(self, logs: Mapping[str, Any] | None = None) -> None:
         storage.make_directory(self.directory)
-        storage.remove_stale_temporaries(self.directory)
+        api.clean_directory(self.directory)
         self._entries = self._existing_entries()
 
     def on_epoch_end(self, epoch: int, logs: Mapping[str, Any] | None = None) -> None:
@@ -402,6 +404,13 @@ class _Checkpointer:
         value = self._monitored_value(plain_logs)
         if not self.directory.is_dir():
             storage.make_directory(self.directory)
+        # Another process may checkpoint into the same directory: take turns,
+        # and start from what the index says now rather than from memory.
+        with storage.file_lock(self.directory / LOCK_NAME):
+            self._entries = self._existing_entries()
+            return self._save_locked(epoch, plain_logs, value)
+
+    def _save_locked(self, epoch: int, plain_logs: dict[str, Any], value: float | None) -> Path:
         self._forget_later_epochs(epoch)
         name = checkpoint_name(epoch)
         metadata = {"epoch": epoch, "monitor": self.monitor, "logs": plain_logs}

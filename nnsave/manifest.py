@@ -8,11 +8,13 @@ they build, parse and compare manifests but never touch the disk.
 from __future__ import annotations
 
 import datetime as _dt
+import hashlib
+import hmac
 import json
 import platform
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import metadata as _importlib_metadata
 from pathlib import Path
 from typing import Any
@@ -39,7 +41,7 @@ SCHEMA_VERSION = 1
 MAX_MANIFEST_BYTES = 1 << 20
 
 #: The distributions whose versions every manifest records.
-TRACKED_LIBRARIES = ("numpy", "tensorflow", "keras", "scikit-learn", "joblib")
+TRACKED_LIBRARIES = ("numpy", "tensorflow", "keras", "scikit-learn", "joblib", "skops")
 
 _REQUIRED_FIELDS = {
     "schema_version": int,
@@ -68,9 +70,25 @@ class Manifest:
     class_path: str
     metadata: dict[str, Any] = field(default_factory=dict)
     schema_version: int = SCHEMA_VERSION
+    #: HMAC-SHA256 (hex) of :meth:`signed_bytes` under the saver's key, if signed.
+    signature: str | None = None
 
     def to_json(self) -> str:
-        document = {
+        document = self._document()
+        if self.signature is not None:
+            document["signature"] = self.signature
+        return json.dumps(document, indent=2, sort_keys=False) + "\n"
+
+    def signed_bytes(self) -> bytes:
+        """The canonical bytes a signature covers: every field but the signature."""
+        return json.dumps(self._document(), sort_keys=True, separators=(",", ":")).encode("utf-8")
+
+    def signed_with(self, key: bytes) -> "Manifest":
+        """A copy of this manifest carrying an HMAC-SHA256 signature under ``key``."""
+        return replace(self, signature=hmac.new(key, self.signed_bytes(), hashlib.sha256).hexdigest())
+
+    def _document(self) -> dict[str, Any]:
+        return {
             "schema_version": self.schema_version,
             "format": self.format,
             "nnsave_version": self.nnsave_version,
@@ -81,7 +99,6 @@ class Manifest:
             "class": self.class_path,
             "metadata": self.metadata,
         }
-        return json.dumps(document, indent=2, sort_keys=False) + "\n"
 
 
 def manifest_path(payload: Path) -> Path:
@@ -173,6 +190,9 @@ def parse_manifest(data: bytes, *, source: Path) -> Manifest:
         raise damaged("field 'sha256' is not 64 lowercase hex digits")
     if document["size"] < 0:
         raise damaged("field 'size' is negative")
+    signature = document.get("signature")
+    if signature is not None and not (isinstance(signature, str) and _SHA256_PATTERN.match(signature)):
+        raise damaged("field 'signature' is not 64 lowercase hex digits")
     versions = document["versions"]
     if not all(isinstance(v, (str, type(None))) for v in versions.values()):
         raise damaged("field 'versions' holds a value that is not a string")
@@ -186,6 +206,7 @@ def parse_manifest(data: bytes, *, source: Path) -> Manifest:
         class_path=document["class"],
         metadata=document["metadata"],
         schema_version=document["schema_version"],
+        signature=signature,
     )
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import hashlib
 import io
 import os
@@ -36,7 +37,11 @@ __all__ = [
     "is_temporary",
     "make_directory",
     "remove_artifact",
-    "remove_stale_temporaries",
+    "stale_temporaries",
+    "publish",
+    "remove_temporary",
+    "directory_lock",
+    "file_lock",
 ]
 
 #: Every staged file's name contains this, so it can never be taken for an artifact.
@@ -92,6 +97,9 @@ class HashingWriter(io.RawIOBase):
 class _StagedFile:
     target: Path
     staging: Path
+    # Held open with an exclusive flock while the file is staged, so that a
+    # cleaner can tell a live writer's file from one a killed process left.
+    lock_descriptor: int
     digest: Digest | None = None
 
 
@@ -100,15 +108,23 @@ class AtomicWrite:
 
     Use it through :func:`atomic_write`. Files are published in the order they
     were staged, so stage the payload before the manifest that describes it.
+    The renames happen under an exclusive :func:`directory_lock`, so a reader
+    holding the shared lock sees either the old pair or the new one.
     """
 
     def __init__(self) -> None:
         self._staged: list[_StagedFile] = []
 
-    def _stage(self, target: Path) -> _StagedFile:
+    @property
+    def targets(self) -> list[Path]:
+        return [staged.target for staged in self._staged]
+
+    def _stage(self, target: Path, name_suffix: str = "") -> _StagedFile:
         target = Path(target)
-        staging = target.with_name(f".{target.name}{TEMP_MARKER}{secrets.token_hex(4)}")
-        staged = _StagedFile(target, staging)
+        staging = target.with_name(f".{target.name}{TEMP_MARKER}{secrets.token_hex(4)}{name_suffix}")
+        descriptor = os.open(staging, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        fcntl.flock(descriptor, fcntl.LOCK_EX)
+        staged = _StagedFile(target, staging, descriptor)
         self._staged.append(staged)
         return staged
 
@@ -116,7 +132,7 @@ class AtomicWrite:
     def stream(self, target: Path) -> Iterator[HashingWriter]:
         """Yield a hashing stream whose bytes will become ``target``."""
         staged = self._stage(target)
-        with open(staged.staging, "xb") as raw:
+        with open(staged.staging, "wb") as raw:
             writer = HashingWriter(raw)
             yield writer
             raw.flush()
@@ -129,9 +145,7 @@ class AtomicWrite:
         The staging name keeps the target's suffix, because some libraries
         (Keras among them) check it. The file is hashed in :meth:`commit`.
         """
-        staged = self._stage(target)
-        staged.staging = staged.staging.with_name(staged.staging.name + target.suffix)
-        return staged.staging
+        return self._stage(target, Path(target).suffix).staging
 
     def write_bytes(self, target: Path, data: bytes) -> Digest:
         """Stage ``data`` as the future content of ``target``."""
@@ -152,15 +166,26 @@ class AtomicWrite:
         for staged in self._staged:
             if staged.digest is None:
                 staged.digest = _fsync_and_hash(staged.staging)
-        for staged in self._staged:
-            os.replace(staged.staging, staged.target)
-        for directory in {staged.target.parent for staged in self._staged}:
-            _fsync_directory(directory)
+        directories = {staged.target.parent for staged in self._staged}
+        with contextlib.ExitStack() as locks:
+            for directory in sorted(directories):
+                locks.enter_context(directory_lock(directory))
+            for staged in self._staged:
+                os.replace(staged.staging, staged.target)
+            for directory in directories:
+                _fsync_directory(directory)
+        self._release()
 
     def abort(self) -> None:
         for staged in self._staged:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(staged.staging)
+        self._release()
+
+    def _release(self) -> None:
+        for staged in self._staged:
+            with contextlib.suppress(OSError):
+                os.close(staged.lock_descriptor)
 
 
 @contextlib.contextmanager
@@ -177,7 +202,7 @@ def atomic_write() -> Iterator[AtomicWrite]:
     except BaseException as error:
         transaction.abort()
         if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
-            targets = ", ".join(str(staged.target) for staged in transaction._staged)
+            targets = ", ".join(str(target) for target in transaction.targets)
             raise OSError(
                 error.errno,
                 f"No space left on the device while saving {targets}. "
@@ -185,6 +210,51 @@ def atomic_write() -> Iterator[AtomicWrite]:
                 "Free some space and save again.",
             ) from error
         raise
+
+
+_held_locks: dict[str, int] = {}
+
+
+@contextlib.contextmanager
+def directory_lock(directory: Path, *, shared: bool = False) -> Iterator[None]:
+    """Hold an flock on ``directory``: exclusive to publish files, shared to read a pair.
+
+    Re-entrant within a process (an inner request reuses the outer lock),
+    because two flocks on one directory from one process would deadlock.
+    """
+    key = os.path.realpath(directory)
+    if key in _held_locks:
+        _held_locks[key] += 1
+        try:
+            yield
+        finally:
+            _held_locks[key] -= 1
+        return
+    descriptor = os.open(key, os.O_RDONLY)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
+        _held_locks[key] = 1
+        try:
+            yield
+        finally:
+            del _held_locks[key]
+    finally:
+        os.close(descriptor)
+
+
+@contextlib.contextmanager
+def file_lock(path: Path) -> Iterator[None]:
+    """Hold an exclusive flock on the lock file ``path``, creating it if needed.
+
+    For sequences of saves that must not interleave with another process's,
+    such as a checkpoint, its index update and retention.
+    """
+    descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(descriptor)
 
 
 def hash_file(path: Path) -> Digest:
@@ -228,27 +298,52 @@ def remove_artifact(path: Path) -> None:
     a manifest with nothing to describe, which no reader mistakes for a file.
     """
     path = Path(path)
-    for victim in (path, manifest_path(path)):
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(victim)
-    _fsync_directory(path.parent)
-
-
-def remove_stale_temporaries(directory: Path) -> list[Path]:
-    """Delete the staging files that interrupted saves left in ``directory``.
-
-    Only names that contain :data:`TEMP_MARKER` are touched. Call it only when
-    no other process is saving into ``directory``. Returns what was removed.
-    """
-    removed = []
-    for entry in sorted(Path(directory).iterdir()):
-        if is_temporary(entry) and entry.is_file():
+    with directory_lock(path.parent):
+        for victim in (path, manifest_path(path)):
             with contextlib.suppress(FileNotFoundError):
-                os.unlink(entry)
-                removed.append(entry)
-    if removed:
-        _fsync_directory(Path(directory))
-    return removed
+                os.unlink(victim)
+        _fsync_directory(path.parent)
+
+
+def stale_temporaries(directory: Path) -> list[tuple[Path, Path]]:
+    """Staging files in ``directory`` that no live process is writing.
+
+    Returns ``(staging file, the target it was meant to become)`` pairs. A
+    writer holds an exclusive flock on its staging file until it publishes or
+    aborts, so a file whose lock can be taken was left by a process that died.
+    """
+    stale = []
+    for entry in sorted(Path(directory).iterdir()):
+        if not (is_temporary(entry) and entry.is_file()):
+            continue
+        try:
+            descriptor = os.open(entry, os.O_RDONLY)
+        except FileNotFoundError:
+            continue
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            continue
+        finally:
+            os.close(descriptor)
+        target_name = entry.name[1:].split(TEMP_MARKER)[0]
+        stale.append((entry, entry.with_name(target_name)))
+    return stale
+
+
+def publish(staging: Path, target: Path) -> None:
+    """Move a complete, fsynced staging file into place (rolling a torn save forward)."""
+    with directory_lock(Path(target).parent):
+        os.replace(staging, target)
+        _fsync_directory(Path(target).parent)
+
+
+def remove_temporary(staging: Path) -> None:
+    """Delete one staging file that :func:`stale_temporaries` reported."""
+    if not is_temporary(staging):
+        raise ValueError(f"{staging} is not an nnsave staging file")
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(staging)
 
 
 def _fsync_and_hash(path: Path) -> Digest:

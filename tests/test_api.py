@@ -462,3 +462,32 @@ def test_verify_without_manifest(tmp_path):
     joblib.dump([1], path)
     with pytest.raises(IntegrityError, match="has no manifest"):
         nnsave.verify(path)
+
+
+# ------------------------------------------------------- interrupted saves
+
+
+def _tear(path, new_object):
+    """Leave ``path`` as a kill between the payload's and the manifest's renames would."""
+    staging_dir = path.parent / "staging"
+    staging_dir.mkdir()
+    fresh = nnsave.save(new_object, staging_dir / path.name)
+    staged_manifest = path.parent / f".{manifest_path(path).name}{nnsave.storage.TEMP_MARKER}0dead"
+    os.replace(manifest_path(fresh), staged_manifest)
+    os.replace(fresh, path)
+    staging_dir.rmdir()
+
+
+def test_torn_save_is_rolled_forward(tmp_path):
+    path = nnsave.save({"v": 1}, tmp_path / "x.joblib")
+    _tear(path, {"v": 2})
+    assert nnsave.load(path) == {"v": 2}
+    assert _only_artifacts(tmp_path) == ["x.joblib", "x.joblib.nnsave.json"]
+
+
+def test_save_cleans_stale_leftovers(tmp_path):
+    path = nnsave.save({"v": 1}, tmp_path / "x.joblib")
+    (tmp_path / f".x.joblib{nnsave.storage.TEMP_MARKER}dead").write_bytes(b"half")
+    nnsave.save({"v": 3}, path)
+    assert _only_artifacts(tmp_path) == ["x.joblib", "x.joblib.nnsave.json"]
+    assert nnsave.api.clean_directory(tmp_path) == []

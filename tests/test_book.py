@@ -1,7 +1,6 @@
 """Every notebook in the table of contents exists and was executed with its outputs stored."""
 
 import json
-from pathlib import Path
 
 import pytest
 from _book import ROOT, toc_entries

@@ -40,7 +40,7 @@ def test_manifest_records_everything_the_issue_names():
     assert document["format"] == "joblib"
     assert document["sha256"] == "a" * 64 and document["size"] == 10
     assert document["created_utc"] == "2026-01-02T03:04:05Z"
-    assert set(document["versions"]) == {"python", "numpy", "tensorflow", "keras", "scikit-learn", "joblib"}
+    assert set(document["versions"]) == {"python", "numpy", "tensorflow", "keras", "scikit-learn", "joblib", "skops"}
     assert document["class"] == "builtins.dict"
     assert document["metadata"] == {"epoch": 3}
 

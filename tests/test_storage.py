@@ -88,3 +88,26 @@ def test_streamed_digest_equals_file_digest(tmp_path_factory, chunks):
                 stream.write(chunk)
     assert stream.digest == storage.hash_file(target)
     assert stream.digest.size == sum(map(len, chunks))
+
+
+def test_stale_temporaries_skip_live_writers(tmp_path):
+    target = tmp_path / "blob.bin"
+    abandoned = tmp_path / f".blob.bin{storage.TEMP_MARKER}dead"
+    abandoned.write_bytes(b"left by a killed process")
+    with storage.atomic_write() as transaction:
+        with transaction.stream(target) as stream:
+            stream.write(b"in progress")
+            stale = storage.stale_temporaries(tmp_path)
+    assert stale == [(abandoned, target)]
+    storage.remove_temporary(abandoned)
+    assert sorted(os.listdir(tmp_path)) == ["blob.bin"]
+    with pytest.raises(ValueError, match="not an nnsave staging file"):
+        storage.remove_temporary(target)
+
+
+def test_directory_lock_is_reentrant(tmp_path):
+    with storage.directory_lock(tmp_path, shared=True):
+        with storage.directory_lock(tmp_path):
+            with storage.atomic_write() as transaction:
+                transaction.write_bytes(tmp_path / "f", b"x")
+    assert (tmp_path / "f").read_bytes() == b"x"

@@ -35,6 +35,8 @@ class LoadOptions:
     safe_mode: bool = True
     compile: bool = True
     mmap_mode: str | None = None
+    #: Types outside a format's own safe set that the caller approved (skops).
+    approved_types: tuple[str, ...] = ()
 
 
 class FormatHandler(ABC):
@@ -65,6 +67,10 @@ class FormatHandler(ABC):
     @abstractmethod
     def runs_code_on_load(self, options: LoadOptions) -> bool:
         """True if reading a file of this format can execute code from it."""
+
+    def types_needing_trust(self, path: Path) -> list[str]:
+        """Types in the file that loading would build only with the caller's approval."""
+        return []
 
     @abstractmethod
     def read(self, path: Path, options: LoadOptions) -> Any:
@@ -107,7 +113,8 @@ def handler_for_path(path: Path) -> FormatHandler:
     raise FormatError(
         f"{path}: nnsave does not know the suffix {suffix or '(none)'!r}. "
         f"Use one of {', '.join(registered_suffixes())}: .keras for Keras models, "
-        f".joblib for scikit-learn estimators, arrays and other Python objects."
+        f".joblib or .skops for scikit-learn estimators, .joblib for arrays and "
+        f"other Python objects."
     )
 
 
@@ -148,11 +155,13 @@ def _unsupported_hint(obj: object) -> str:
 def _register_builtin_handlers() -> None:
     from .joblib_pickle import JoblibHandler
     from .keras_archive import KerasHandler
+    from .skops_archive import SkopsHandler
 
-    # Order matters: the first handler that claims an object wins, and the
-    # joblib handler claims any picklable object.
+    # Order matters where no suffix decides: the first handler that claims an
+    # object wins, and joblib claims any picklable object before skops does.
     register_handler(KerasHandler())
     register_handler(JoblibHandler())
+    register_handler(SkopsHandler())
 
 
 _register_builtin_handlers()

@@ -17,7 +17,7 @@ from ..errors import FormatError, UnsupportedObjectError
 from ..storage import AtomicWrite, Digest
 from . import FormatHandler, LoadOptions, is_keras_object
 
-__all__ = ["JoblibHandler"]
+__all__ = ["JoblibHandler", "PythonObjectHandler"]
 
 # The first bytes of a joblib file: a raw pickle, or one of joblib's compressors.
 _SIGNATURES = {
@@ -38,10 +38,8 @@ _UNPICKLABLE_TYPES = (
 )
 
 
-class JoblibHandler(FormatHandler):
-    name = "joblib"
-    suffixes = (".joblib",)
-    version_strictness = {"numpy": 1, "joblib": 1}
+class PythonObjectHandler(FormatHandler):
+    """What the formats for estimators, arrays and plain objects have in common."""
 
     def claims(self, obj: object) -> bool:
         return not is_keras_object(obj) and not isinstance(obj, _UNPICKLABLE_TYPES)
@@ -52,6 +50,12 @@ class JoblibHandler(FormatHandler):
             # scikit-learn supports no loading across versions, not even patch releases.
             strictness["scikit-learn"] = 3
         return strictness
+
+
+class JoblibHandler(PythonObjectHandler):
+    name = "joblib"
+    suffixes = (".joblib",)
+    version_strictness = {"numpy": 1, "joblib": 1}
 
     def write(
         self, obj: Any, transaction: AtomicWrite, target: Path, *, compress: Any

@@ -12,12 +12,13 @@ from __future__ import annotations
 import json
 import struct
 import zipfile
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any, BinaryIO
 
 from ..errors import FormatError, UntrustedFileError
 from ..storage import AtomicWrite, Digest
 from . import FormatHandler, LoadOptions, keras_module
+from .zip_audit import open_audited_zip, require_zip
 
 __all__ = ["KerasHandler", "CONFIG_MEMBER", "METADATA_MEMBER", "WEIGHTS_MEMBER"]
 
@@ -25,12 +26,7 @@ CONFIG_MEMBER = "config.json"
 METADATA_MEMBER = "metadata.json"
 WEIGHTS_MEMBER = "model.weights.h5"
 
-_ZIP_MAGIC = b"PK\x03\x04"
 _MAX_JSON_MEMBER_BYTES = 64 << 20
-_MAX_MEMBERS = 10_000
-# A deflated member that expands more than this is treated as a zip bomb.
-_MAX_COMPRESSION_RATIO = 200
-_MAX_TOTAL_UNCOMPRESSED = 64 << 30
 _LOCAL_HEADER = struct.Struct("<4s2B4HL2L2H")
 # Groups in model.weights.h5 that hold training state rather than the model's own variables.
 _NON_MODEL_GROUPS = {"optimizer"}
@@ -60,21 +56,19 @@ class KerasHandler(FormatHandler):
         return transaction.digest_of(target)
 
     def check_signature(self, path: Path) -> None:
-        with open(path, "rb") as handle:
-            head = handle.read(len(_ZIP_MAGIC))
-        if head != _ZIP_MAGIC:
-            raise FormatError(
-                f"{path} is not a Keras archive: a .keras file is a zip, and this one "
-                f"starts with {head!r}. If it is a joblib or pickle file, rename it "
-                "to .joblib; if it is a legacy HDF5 model, load it with Keras directly."
-            )
+        require_zip(
+            path,
+            "a Keras archive",
+            "If it is a joblib or pickle file, rename it to .joblib; if it is a legacy "
+            "HDF5 model, load it with Keras directly.",
+        )
 
     def runs_code_on_load(self, options: LoadOptions) -> bool:
         # In safe mode Keras refuses to deserialise Python bytecode (Lambda layers).
         return not options.safe_mode
 
     def read(self, path: Path, options: LoadOptions) -> Any:
-        _open_audited(path).close()
+        open_audited_zip(path, required_member=CONFIG_MEMBER, kind="Keras model", suffix=".keras").close()
         import keras
 
         try:
@@ -100,7 +94,7 @@ class KerasHandler(FormatHandler):
             raise
 
     def describe(self, path: Path) -> dict[str, Any]:
-        with _open_audited(path) as archive:
+        with open_audited_zip(path, required_member=CONFIG_MEMBER, kind="Keras model", suffix=".keras") as archive:
             config = _read_json_member(archive, CONFIG_MEMBER, path)
             keras_metadata = _read_json_member(archive, METADATA_MEMBER, path)
             parameter_count = _count_parameters(archive, path)
@@ -110,48 +104,6 @@ class KerasHandler(FormatHandler):
             "parameter_count": parameter_count,
             "keras_version": keras_metadata.get("keras_version"),
         }
-
-
-def _open_audited(path: Path) -> zipfile.ZipFile:
-    """Open the archive, refusing it before anything is extracted if it looks hostile."""
-    try:
-        archive = zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, EOFError) as error:
-        raise FormatError(f"{path} is not a valid .keras archive: {error}") from None
-    try:
-        _audit_archive(archive, path)
-    except BaseException:
-        archive.close()
-        raise
-    return archive
-
-
-def _audit_archive(archive: zipfile.ZipFile, path: Path) -> None:
-    """Refuse archives with unsafe member names or implausible expansion."""
-    members = archive.infolist()
-    if len(members) > _MAX_MEMBERS:
-        raise UntrustedFileError(f"{path} has {len(members)} members; refusing to open it.")
-    total = 0
-    for member in members:
-        name = PurePosixPath(member.filename)
-        if name.is_absolute() or ".." in name.parts or "\\" in member.filename:
-            raise UntrustedFileError(
-                f"{path} contains the member {member.filename!r}, whose name points "
-                "outside the archive (path traversal). Do not load this file."
-            )
-        total += member.file_size
-        compressed = max(member.compress_size, 1)
-        if member.file_size > (1 << 20) and member.file_size / compressed > _MAX_COMPRESSION_RATIO:
-            raise UntrustedFileError(
-                f"{path}: member {member.filename!r} would expand {member.file_size} "
-                f"bytes from {member.compress_size} (a zip bomb). Do not load this file."
-            )
-    if total > _MAX_TOTAL_UNCOMPRESSED:
-        raise UntrustedFileError(f"{path} would expand to {total} bytes; refusing to open it.")
-    if CONFIG_MEMBER not in archive.namelist():
-        raise FormatError(
-            f"{path} is a zip archive but not a Keras model: it has no {CONFIG_MEMBER}."
-        )
 
 
 def _read_json_member(archive: zipfile.ZipFile, member: str, path: Path) -> dict[str, Any]:
