@@ -11,7 +11,7 @@ A checkpoint directory written by :class:`Checkpointer` looks like this::
 
 Every file appears atomically (see :mod:`nnsave.storage`), and one epoch's
 steps run in an order chosen so that a crash between any two of them leaves a
-directory that :func:`latest_checkpoint` still reads correctly:
+directory that :func:`nnsave.latest_checkpoint` still reads correctly:
 
 1. save ``ckpt-NNNNN.keras`` and its manifest;
 2. decide, with pure retention policies, which checkpoints to keep;
@@ -736,7 +736,7 @@ def resume(directory: PathLike, *, trusted: bool = False) -> tuple[keras.Model, 
     Warns
     -----
     CheckpointFallbackWarning
-        As for :func:`latest_checkpoint`.
+        As for :func:`nnsave.latest_checkpoint`.
 
     Examples
     --------
@@ -786,7 +786,7 @@ def resume(directory: PathLike, *, trusted: bool = False) -> tuple[keras.Model, 
 
 @dataclass(frozen=True)
 class CheckpointStatus:
-    """One row of :func:`list_checkpoints` (and of ``nnsave ls``).
+    """One row of :func:`nnsave.list_checkpoints` (and of ``nnsave ls``).
 
     Attributes
     ----------
@@ -807,7 +807,7 @@ class CheckpointStatus:
     problem : str or None
         Why ``verified`` is False.
     latest, best : bool
-        Whether :func:`latest_checkpoint` would pick it; whether the index calls it best.
+        Whether :func:`nnsave.latest_checkpoint` would pick it; whether the index calls it best.
     """
 
     path: Path
@@ -831,7 +831,7 @@ def list_checkpoints(directory: PathLike) -> list[CheckpointStatus]:
     Raises
     ------
     FileNotFoundError, NotADirectoryError
-        As for :func:`latest_checkpoint`.
+        As for :func:`nnsave.latest_checkpoint`.
 
     Warns
     -----
