@@ -66,8 +66,6 @@ __all__ = [
 
 #: The index that :class:`Checkpointer` keeps in its directory.
 INDEX_NAME = "checkpoint.json"
-#: Serialises checkpoint saves from several processes into one directory.
-LOCK_NAME = ".nnsave-checkpoint.lock"
 TF_STATE_NAME = legacy.TF_STATE_NAME
 INDEX_FORMAT = "nnsave-checkpoint-index"
 INDEX_SCHEMA_VERSION = 1
@@ -406,7 +404,7 @@ class _Checkpointer:
             storage.make_directory(self.directory)
         # Another process may checkpoint into the same directory: take turns,
         # and start from what the index says now rather than from memory.
-        with storage.file_lock(self.directory / LOCK_NAME):
+        with storage.directory_lock(self.directory):
             self._entries = self._existing_entries()
             return self._save_locked(epoch, plain_logs, value)
 

@@ -41,7 +41,6 @@ __all__ = [
     "publish",
     "remove_temporary",
     "directory_lock",
-    "file_lock",
 ]
 
 #: Every staged file's name contains this, so it can never be taken for an artifact.
@@ -238,21 +237,6 @@ def directory_lock(directory: Path, *, shared: bool = False) -> Iterator[None]:
             yield
         finally:
             del _held_locks[key]
-    finally:
-        os.close(descriptor)
-
-
-@contextlib.contextmanager
-def file_lock(path: Path) -> Iterator[None]:
-    """Hold an exclusive flock on the lock file ``path``, creating it if needed.
-
-    For sequences of saves that must not interleave with another process's,
-    such as a checkpoint, its index update and retention.
-    """
-    descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(descriptor, fcntl.LOCK_EX)
-        yield
     finally:
         os.close(descriptor)
 
