@@ -21,7 +21,7 @@ import numpy as np
 
 from . import legacy, storage
 from ._version import __version__
-from .errors import FormatError, IntegrityError, NNSaveError, UnverifiedFileWarning, VersionMismatchWarning
+from .errors import FormatError, IntegrityError, UnverifiedFileWarning, VersionMismatchWarning
 from .formats import FormatHandler, LoadOptions, class_path, handler_for_object, handler_for_path
 from .manifest import (
     MANIFEST_SUFFIX,
@@ -407,15 +407,12 @@ def inspect(path: PathLike) -> ArtifactInfo:
             status = Verification.NO_MANIFEST
         else:
             status = Verification.MISMATCH if problem else Verification.VERIFIED
-    handler.check_signature(path)
-    try:
+    # The bytes of a mismatched file are not what was saved: report the
+    # mismatch and leave them unparsed.
+    details = {}
+    if status is not Verification.MISMATCH:
+        handler.check_signature(path)
         details = handler.describe(path)
-    except NNSaveError:
-        # A damaged file is reported as a mismatch rather than as whatever its
-        # damaged bytes happen to look like; anything else is raised.
-        if status is not Verification.MISMATCH:
-            raise
-        details = {}
     layers = details.pop("layers", None)
     parameter_count = details.pop("parameter_count", None)
     return ArtifactInfo(
@@ -573,7 +570,9 @@ def _checked_snapshot(
     killed between its renames, so the directory is cleaned and read again.
     """
     manifest, digest, problem = _read_pair(path, handler, read_manifest=read_manifest)
-    if problem is not None and clean_directory(path.parent):
+    # A missing manifest may also be a first save killed between its renames.
+    unfinished = problem is not None or (read_manifest and manifest is None)
+    if unfinished and clean_directory(path.parent):
         manifest, digest, problem = _read_pair(path, handler, read_manifest=read_manifest)
     return manifest, digest, problem
 

@@ -656,6 +656,25 @@ def _first_usable(survey: _Survey, use: Callable[[_Candidate], T]) -> tuple[_Can
     return chosen
 
 
+def _holding_read_lock(function: Callable[..., T]) -> Callable[..., T]:
+    """Read a checkpoint directory under its shared lock.
+
+    A Checkpointer holds the exclusive lock while it saves, rewrites the index
+    and deletes old checkpoints; a reader that looked in between could find
+    the newest file gone and conclude that none is intact.
+    """
+
+    @functools.wraps(function)
+    def locked(directory: PathLike, *args: Any, **kwargs: Any) -> T:
+        if not Path(directory).is_dir():
+            return function(directory, *args, **kwargs)  # raises its own clear error
+        with storage.directory_lock(Path(directory), shared=True):
+            return function(directory, *args, **kwargs)
+
+    return locked
+
+
+@_holding_read_lock
 def latest_checkpoint(directory: PathLike) -> Path | None:
     """The newest usable checkpoint in ``directory``, or None if there is none.
 
@@ -701,6 +720,7 @@ def latest_checkpoint(directory: PathLike) -> Path | None:
     return found[0].path if found else None
 
 
+@_holding_read_lock
 def resume(directory: PathLike, *, trusted: bool = False) -> tuple[keras.Model, int]:
     """Load the newest usable checkpoint and the epoch to continue from.
 
@@ -820,6 +840,7 @@ class CheckpointStatus:
     best: bool = False
 
 
+@_holding_read_lock
 def list_checkpoints(directory: PathLike) -> list[CheckpointStatus]:
     """Describe every checkpoint in ``directory``, oldest first, verifying each.
 

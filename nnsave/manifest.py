@@ -8,6 +8,7 @@ they build, parse and compare manifests but never touch the disk.
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import hashlib
 import hmac
 import json
@@ -115,10 +116,17 @@ def installed_versions() -> dict[str, str | None]:
     versions: dict[str, str | None] = {"python": platform.python_version()}
     for name in TRACKED_LIBRARIES:
         try:
-            versions[name] = _importlib_metadata.version(name)
+            versions[name] = _installed_version(name)
         except _importlib_metadata.PackageNotFoundError:
             versions[name] = None
     return versions
+
+
+@functools.lru_cache(maxsize=None)
+def _installed_version(name: str) -> str:
+    # Reading package metadata takes milliseconds, and every save and load asks.
+    # Found versions are cached; a missing package raises, which is not cached.
+    return _importlib_metadata.version(name)
 
 
 def check_metadata(metadata: Mapping[str, Any] | None) -> dict[str, Any]:

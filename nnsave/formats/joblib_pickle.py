@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import io
 import pickle
+import struct
 import types
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -88,7 +90,18 @@ class JoblibHandler(PythonObjectHandler):
                 f"{path} is compressed, and a compressed file cannot be memory-mapped. "
                 "Load it with mmap_mode=None, or re-save it with compress=None."
             )
-        return joblib.load(path, mmap_mode=options.mmap_mode)
+        try:
+            return joblib.load(path, mmap_mode=options.mmap_mode)
+        except (EOFError, pickle.UnpicklingError, IndexError, struct.error, zlib.error) as error:
+            raise FormatError(
+                f"{path} is truncated or damaged ({type(error).__name__}: {error}). "
+                "Restore it from a backup or save it again."
+            ) from None
+        except ValueError as error:
+            # joblib reports a short read of array data as a ValueError.
+            if "EOF" not in str(error) and "buffer" not in str(error):
+                raise
+            raise FormatError(f"{path} is truncated or damaged ({error}). Restore it or save it again.") from None
 
     def describe(self, path: Path) -> dict[str, Any]:
         return {"compression": self._compression(path)}

@@ -28,6 +28,8 @@ WEIGHTS_MEMBER = "model.weights.h5"
 
 _MAX_JSON_MEMBER_BYTES = 64 << 20
 _LOCAL_HEADER = struct.Struct("<4s2B4HL2L2H")
+# Config entries whose deserialisation runs Python bytecode stored in the file.
+_CODE_CLASS_NAMES = {"Lambda", "__lambda__"}
 # Groups in model.weights.h5 that hold training state rather than the model's own variables.
 _NON_MODEL_GROUPS = {"optimizer"}
 
@@ -68,20 +70,24 @@ class KerasHandler(FormatHandler):
         return not options.safe_mode
 
     def read(self, path: Path, options: LoadOptions) -> Any:
-        open_audited_zip(path, required_member=CONFIG_MEMBER, kind="Keras model", suffix=".keras").close()
+        with open_audited_zip(path, required_member=CONFIG_MEMBER, kind="Keras model", suffix=".keras") as archive:
+            config = _read_json_member(archive, CONFIG_MEMBER, path)
+        # Checked here as well as by Keras, because keras.config.
+        # enable_unsafe_deserialization() anywhere in the process overrides
+        # Keras's own safe_mode=True; nnsave honours no global switch.
+        if options.safe_mode and _holds_python_code(config):
+            raise _code_refused(path)
         import keras
 
         try:
             return keras.saving.load_model(
                 path, compile=options.compile, safe_mode=options.safe_mode
             )
+        except zipfile.BadZipFile as error:
+            raise FormatError(f"{path} is a damaged .keras archive ({error}). Restore or re-save it.") from None
         except ValueError as error:
             if "safe_mode" in str(error) or "Lambda" in str(error):
-                raise UntrustedFileError(
-                    f"{path} holds Python code (a Lambda layer or similar) that Keras "
-                    "refuses to run in safe mode. Pass safe_mode=False together with "
-                    "trusted=True only if you made this file yourself."
-                ) from error
+                raise _code_refused(path) from error
             raise
         except TypeError as error:
             if "register_keras_serializable" in str(error) or "Could not locate" in str(error):
@@ -104,6 +110,25 @@ class KerasHandler(FormatHandler):
             "parameter_count": parameter_count,
             "keras_version": keras_metadata.get("keras_version"),
         }
+
+
+def _code_refused(path: Path) -> UntrustedFileError:
+    return UntrustedFileError(
+        f"{path} holds Python code (a Lambda layer or similar) that Keras "
+        "refuses to run in safe mode. Pass safe_mode=False together with "
+        "trusted=True only if you made this file yourself."
+    )
+
+
+def _holds_python_code(node: Any) -> bool:
+    """True if a Keras config names a Lambda layer or a serialised Python function."""
+    if isinstance(node, dict):
+        if node.get("class_name") in _CODE_CLASS_NAMES:
+            return True
+        return any(_holds_python_code(value) for value in node.values())
+    if isinstance(node, list):
+        return any(_holds_python_code(value) for value in node)
+    return False
 
 
 def _read_json_member(archive: zipfile.ZipFile, member: str, path: Path) -> dict[str, Any]:
@@ -191,6 +216,6 @@ def _count_parameters(archive: zipfile.ZipFile, path: Path) -> int | None:
     try:
         with h5py.File(window, "r") as weights:
             weights.visititems(visit)
-    except OSError as error:
+    except (OSError, RuntimeError, ValueError, KeyError) as error:  # h5py's view of damaged bytes
         raise FormatError(f"{path}: {WEIGHTS_MEMBER} is not a readable HDF5 file ({error}).") from None
     return total

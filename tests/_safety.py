@@ -1,0 +1,130 @@
+"""Shared by the tests/test_safety_*.py files: sizes, and a ledger of trials and failures.
+
+Each safety test file counts what it tried and what broke a promise, and
+writes ``_build/safety/<name>.json`` when its last test is done. Running this
+module merges those summaries into ``book/_data/safety.json``, the copy that
+the book's safety chapter reads::
+
+    python tests/_safety.py
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SUMMARY_DIR = ROOT / "_build" / "safety"
+BOOK_DATA = ROOT / "book" / "_data" / "safety.json"
+
+#: The files whose summaries the book shows, in the order it shows them.
+SUITES = {
+    "kill": "Kill -9 during save",
+    "fuzz": "Corruption fuzzing",
+    "hostile": "Hostile files",
+    "diskfull": "Disk full",
+    "concurrency": "Concurrent writers and a reader",
+}
+
+
+def size_from_environment(name: str, default: int) -> int:
+    """An integer size from the environment variable ``name``, else ``default``."""
+    value = os.environ.get(name, "").strip()
+    if not value:
+        return default
+    number = int(value)
+    if number < 1:
+        raise ValueError(f"{name} must be a positive whole number, not {value!r}")
+    return number
+
+
+class Ledger:
+    """Trials and failures of one safety test file; failures are described, not just counted."""
+
+    def __init__(self, name: str) -> None:
+        if name not in SUITES:
+            raise ValueError(f"unknown safety suite {name!r}")
+        self.name = name
+        self.trials = 0
+        self.failures: list[str] = []
+        self.cases: dict[str, int] = {}
+        self.facts: dict[str, object] = {}
+        self._started = time.perf_counter()
+
+    def record(self, case: str, failures: list[str], trials: int = 1) -> None:
+        """Count ``trials`` of kind ``case`` and the promises they broke."""
+        self.trials += trials
+        if trials:
+            self.cases[case] = self.cases.get(case, 0) + trials
+        self.failures += failures
+
+    def note(self, fact: str, value: object) -> None:
+        """Keep a fact about the run (how many kills hit a save, say) for the summary."""
+        self.facts[fact] = value
+
+    def summary(self) -> dict:
+        return {
+            "name": self.name,
+            "title": SUITES[self.name],
+            "trials": self.trials,
+            "failures": len(self.failures),
+            "seconds": round(time.perf_counter() - self._started, 1),
+            "cases": dict(sorted(self.cases.items())),
+            "facts": dict(sorted(self.facts.items())),
+            "first_failures": self.failures[:5],
+        }
+
+    def write(self) -> Path:
+        SUMMARY_DIR.mkdir(parents=True, exist_ok=True)
+        target = SUMMARY_DIR / f"{self.name}.json"
+        target.write_text(json.dumps(self.summary(), indent=2) + "\n")
+        return target
+
+
+def ledger_fixture(name: str):
+    """A module-scoped fixture that yields a :class:`Ledger` and writes it at the end."""
+
+    @pytest.fixture(scope="module")
+    def ledger():
+        book = Ledger(name)
+        yield book
+        book.write()
+
+    return ledger
+
+
+def assert_no_failures(failures: list[str], what: str) -> None:
+    """Fail with the first few broken promises spelled out."""
+    shown = "\n  - ".join(failures[:8])
+    more = f"\n  ... and {len(failures) - 8} more" if len(failures) > 8 else ""
+    assert not failures, f"{len(failures)} {what} broke a promise:\n  - {shown}{more}"
+
+
+def merge() -> dict:
+    """Merge ``_build/safety/*.json`` into ``book/_data/safety.json``; return the merged document."""
+    suites = []
+    for name in SUITES:
+        source = SUMMARY_DIR / f"{name}.json"
+        if not source.exists():
+            raise FileNotFoundError(f"{source} is missing: run the safety tests first")
+        suite = json.loads(source.read_text())
+        suites.append({key: suite[key] for key in ("name", "title", "trials", "failures", "seconds", "cases", "facts")})
+    document = {
+        "suites": suites,
+        "total_trials": sum(suite["trials"] for suite in suites),
+        "total_failures": sum(suite["failures"] for suite in suites),
+    }
+    BOOK_DATA.parent.mkdir(parents=True, exist_ok=True)
+    BOOK_DATA.write_text(json.dumps(document, indent=2) + "\n")
+    return document
+
+
+if __name__ == "__main__":
+    merged = merge()
+    print(f"{BOOK_DATA.relative_to(ROOT)}: {merged['total_trials']} trials, {merged['total_failures']} failures")
+    sys.exit(1 if merged["total_failures"] else 0)
