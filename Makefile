@@ -40,3 +40,18 @@ notebooks: $(INSTALLED)
 
 clean:
 	rm -rf _build .pytest_cache
+
+# Benchmarks (benchmarks/): nnsave against raw Keras, joblib, pickle, skops,
+# safetensors and plain file IO. The full run writes benchmarks/results/ and
+# takes about ten minutes on two cores; the quick one (small workloads, for
+# CI) writes _build/bench-quick/. bench-book times each notebook and `make test`.
+.PHONY: bench bench-quick bench-book
+
+bench: $(INSTALLED)
+	$(BIN)/python -m benchmarks.run
+
+bench-quick: $(INSTALLED)
+	$(BIN)/python -m benchmarks.run --quick
+
+bench-book: $(INSTALLED)
+	$(BIN)/python -m benchmarks.book_timing --make-test
