@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import subprocess
 import sys
 import time
@@ -59,22 +60,27 @@ def execute(path: Path) -> float:
     return time.perf_counter() - began
 
 
-def time_make_test() -> dict[str, Any]:
+def time_make_test(log: Path) -> dict[str, Any]:
+    """Run ``make test``; keep its output in ``log`` and pytest's summary line."""
     began = time.perf_counter()
-    completed = subprocess.run(["make", "test"], cwd=ROOT, capture_output=True, text=True)
+    completed = subprocess.run(["make", "test"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     seconds = time.perf_counter() - began
-    tail = completed.stdout.strip().splitlines()[-1:] if completed.stdout else []
-    return {"seconds": round(seconds, 1), "returncode": completed.returncode, "summary": tail[0] if tail else ""}
+    log.parent.mkdir(parents=True, exist_ok=True)
+    log.write_text(completed.stdout)
+    summary = [line.strip(" =") for line in completed.stdout.splitlines() if re.search(r"\d+ (passed|failed)", line)]
+    return {"seconds": round(seconds, 1), "returncode": completed.returncode, "summary": summary[-1] if summary else ""}
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.book_timing", description=__doc__.split("\n")[0])
     parser.add_argument("--make-test", action="store_true", help="also time `make test` (several minutes)")
     parser.add_argument("--out", type=Path, default=RESULTS / "book_timing.json")
+    parser.add_argument("--keep-notebook-timings", action="store_true",
+                        help="reuse the notebook timings already in --out (with --make-test: time make test only)")
     parser.add_argument("notebook", nargs="*", type=Path, help="only these notebooks (default: all of book/)")
     args = parser.parse_args(argv)
-    chosen = args.notebook or notebooks(ROOT / "book")
-    timings = {}
+    chosen = [] if args.keep_notebook_timings else args.notebook or notebooks(ROOT / "book")
+    timings = json.loads(args.out.read_text())["notebook_seconds"] if args.keep_notebook_timings else {}
     for path in chosen:
         path = path.resolve()
         seconds = execute(path)
@@ -88,11 +94,12 @@ def main(argv: list[str] | None = None) -> None:
         "notebook_limit_seconds": NOTEBOOK_LIMIT_S,
         "notebook_seconds": timings,
         "notebooks_total_seconds": round(sum(timings.values()), 1),
-        "make_test": time_make_test() if args.make_test else None,
+        "make_test": time_make_test(ROOT / "_build" / "bench-book-make-test.log") if args.make_test else None,
         "reference": REFERENCE,
     }
     if document["make_test"]:
-        print(f"make test: {document['make_test']['seconds']} s, exit {document['make_test']['returncode']}")
+        result = document["make_test"]
+        print(f"make test: {result['seconds']} s, exit {result['returncode']}: {result['summary']}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(document, indent=1) + "\n")
     print(f"wrote {args.out}", file=sys.stderr)

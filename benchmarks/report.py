@@ -241,28 +241,28 @@ def plot(results: dict[str, Any], path: Path) -> Path:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.patches import Patch
 
     workloads = results["workloads"]
-    names = [n for n in COLORS if any(n in w["routes"] for w in workloads)]
+    names = [n for n in COLORS if n != "disk" and any(n in w["routes"] for w in workloads)]
     fig, axes = plt.subplots(2, 1, figsize=(12, 7.5), sharex=True)
-    width = 0.8 / max(1, len(names))
     for axis, operation in zip(axes, ("save", "load")):
-        for offset, name in enumerate(names):
-            xs, ys = [], []
-            for index, workload in enumerate(workloads):
+        for index, workload in enumerate(workloads):
+            present = [n for n in names if n in workload["routes"]]
+            width = 0.8 / len(present)
+            for offset, name in enumerate(present):
                 value = ratio(_figure(workload, name, operation), _figure(workload, "disk", operation))
                 if value is not None:
-                    xs.append(index - 0.4 + width * (offset + 0.5))
-                    ys.append(value)
-            axis.bar(xs, ys, width=width, color=COLORS[name], label=name)
+                    axis.bar(index - 0.4 + width * (offset + 0.5), value, width=width, color=COLORS[name])
         axis.axhline(1.0, color="black", linewidth=0.8)
         axis.set_yscale("log")
         axis.set_ylabel(f"{operation} time / disk limit")
         axis.grid(axis="y", which="major", alpha=0.3)
     axes[-1].set_xticks(range(len(workloads)), [w["name"] for w in workloads])
-    axes[0].legend(ncol=6, fontsize=8, loc="upper left")
+    handles = [Patch(color=COLORS[name], label=name) for name in names]
+    fig.legend(handles=handles, ncol=6, fontsize=9, loc="upper center", bbox_to_anchor=(0.5, 0.955))
     fig.suptitle("Time relative to writing (top) and reading (bottom) the same bytes with plain file IO; lower is better")
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 0.89))
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -138,12 +138,20 @@ def dense_stack_weights(width: int, layers: int, seed: int = 0) -> list[np.ndarr
 
 
 def build_dense_stack(keras: Any, width: int, layers: int) -> Any:
-    """The model skeleton, zero-initialised (its weights are about to be replaced)."""
-    return keras.Sequential(
+    """The model, built fast with zero kernels (its weights are about to be replaced).
+
+    Each layer then gets back Keras's default kernel initializer, so that a
+    saved config names it as a real model's does, and ``load_model`` pays for
+    running it, as it does for a real model.
+    """
+    model = keras.Sequential(
         [keras.Input((width,))]
         + [keras.layers.Dense(width, kernel_initializer="zeros", name=f"dense_{i}") for i in range(layers)],
         name="dense_stack",
     )
+    for layer in model.layers:
+        layer.kernel_initializer = keras.initializers.get("glorot_uniform")
+    return model
 
 
 def fit_forest(n_samples: int, n_features: int, n_estimators: int, seed: int = 0) -> Any:
