@@ -13,6 +13,7 @@ without touching them.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import errno
 import fcntl
@@ -22,7 +23,7 @@ import os
 import secrets
 import threading
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -70,24 +71,34 @@ class HashingWriter(io.RawIOBase):
 
     It reports itself as not seekable, so writers such as :mod:`zipfile`
     produce their output strictly in order and the running hash equals the
-    hash of the finished file.
+    hash of the finished file. Large writes are hashed by a helper thread
+    while the caller's thread copies the same bytes into the file, so a save
+    costs about the slower of the two rather than their sum.
     """
 
     def __init__(self, raw: io.BufferedWriter) -> None:
         super().__init__()
         self._raw = raw
-        self._sha256 = hashlib.sha256()
+        self._hasher = _PipelinedHash()
         self._size = 0
         self._unsynced = 0
         self._background: _BackgroundSync | None = None
+
+    @property
+    def name(self) -> str:
+        # Keras puts its temporary weights file for models too large for
+        # memory beside the stream's name; here that is the staging file.
+        return self._raw.name
 
     def writable(self) -> bool:
         return True
 
     def write(self, data: bytes | bytearray | memoryview) -> int:  # type: ignore[override]
         view = memoryview(data).cast("B")
+        pending = self._hasher.update(data, view)
         self._raw.write(view)
-        self._sha256.update(view)
+        if pending is not None:
+            pending.result()
         self._size += len(view)
         self._unsynced += len(view)
         if self._unsynced >= EARLY_SYNC_BYTES:
@@ -122,9 +133,72 @@ class HashingWriter(io.RawIOBase):
     def flush(self) -> None:
         self._raw.flush()
 
+    def close(self) -> None:
+        self._hasher.close()
+        super().close()
+
     @property
     def digest(self) -> Digest:
-        return Digest(self._sha256.hexdigest(), self._size)
+        return Digest(self._hasher.hexdigest(), self._size)
+
+
+class _PipelinedHash:
+    """sha256 of a stream, computed in order by one helper thread.
+
+    hashlib releases the GIL on large buffers, so the helper hashes one
+    chunk while the writer's thread stores it. Immutable ``bytes`` are
+    hashed without waiting; any other buffer may be reused by its owner as
+    soon as ``write`` returns, so the writer waits for that chunk's hash.
+    Small writes are gathered first: handing each to a thread costs more
+    than hashing it.
+    """
+
+    _GATHER_BYTES = 1 << 20
+    #: Chunks that may wait to be hashed; bounds the memory they keep alive.
+    _QUEUE_DEPTH = 4
+
+    def __init__(self) -> None:
+        self._sha256 = hashlib.sha256()
+        self._gathered = bytearray()
+        self._executor: ThreadPoolExecutor | None = None
+        self._queued: collections.deque[Future[None]] = collections.deque()
+
+    def update(self, data: object, view: memoryview) -> Future[None] | None:
+        """Queue ``view`` for hashing; return a future to wait on before ``view`` may change."""
+        if len(view) < self._GATHER_BYTES:
+            self._gathered += view
+            if len(self._gathered) >= self._GATHER_BYTES:
+                self._submit(bytes(self._gathered))
+                self._gathered.clear()
+            return None
+        if self._gathered:
+            self._submit(bytes(self._gathered))
+            self._gathered.clear()
+        queued = self._submit(view)
+        return None if isinstance(data, bytes) else queued
+
+    def _submit(self, chunk: bytes | memoryview) -> Future[None]:
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="nnsave-hash")
+        while len(self._queued) >= self._QUEUE_DEPTH:
+            self._queued.popleft().result()
+        queued = self._executor.submit(self._sha256.update, chunk)
+        self._queued.append(queued)
+        return queued
+
+    def hexdigest(self) -> str:
+        while self._queued:
+            self._queued.popleft().result()
+        if self._gathered:
+            self._sha256.update(self._gathered)
+            self._gathered.clear()
+        return self._sha256.hexdigest()
+
+    def close(self) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=True, cancel_futures=True)
+            self._executor = None
+        self._queued.clear()
 
 
 class _BackgroundSync(threading.Thread):
@@ -151,6 +225,8 @@ class _StagedFile:
     # cleaner can tell a live writer's file from one a killed process left.
     lock_descriptor: int
     digest: Digest | None = None
+    #: The fsync started as soon as the file was complete; commit waits for it.
+    synced: Future[None] | None = None
 
 
 class AtomicWrite:
@@ -167,6 +243,9 @@ class AtomicWrite:
         #: True once the first rename has happened: from then on, what failed
         #: was making the new files durable, not keeping the old ones.
         self.published = False
+        # Each finished file is fsynced in the background, so that the device
+        # works while the caller builds and stages the next file (the manifest).
+        self._syncer: ThreadPoolExecutor | None = None
 
     @property
     def targets(self) -> list[Path]:
@@ -185,8 +264,7 @@ class AtomicWrite:
     def stream(self, target: Path) -> Iterator[HashingWriter]:
         """Yield a hashing stream whose bytes will become ``target``."""
         staged = self._stage(target)
-        with open(staged.staging, "wb") as raw:
-            writer = HashingWriter(raw)
+        with open(staged.staging, "wb") as raw, contextlib.closing(HashingWriter(raw)) as writer:
             try:
                 yield writer
             except BaseException:
@@ -194,8 +272,9 @@ class AtomicWrite:
                 raise
             writer.finish_background_sync()
             raw.flush()
-            os.fsync(raw.fileno())
-        staged.digest = writer.digest
+            # The helper thread finishes hashing while the device syncs.
+            self._sync_in_background(staged)
+            staged.digest = writer.digest
 
     def staging_path(self, target: Path) -> Path:
         """Reserve a staging path for a writer that insists on a file name.
@@ -220,10 +299,18 @@ class AtomicWrite:
                 return staged.digest
         raise KeyError(target)
 
+    def _sync_in_background(self, staged: _StagedFile) -> None:
+        if self._syncer is None:
+            self._syncer = ThreadPoolExecutor(max_workers=2, thread_name_prefix="nnsave-fsync")
+        # Any descriptor of the file will do: fsync flushes the file, not the descriptor.
+        staged.synced = self._syncer.submit(os.fsync, staged.lock_descriptor)
+
     def commit(self) -> None:
         for staged in self._staged:
             if staged.digest is None:
                 staged.digest = _fsync_and_hash(staged.staging)
+            elif staged.synced is not None:
+                staged.synced.result()
         directories = {staged.target.parent for staged in self._staged}
         with contextlib.ExitStack() as locks:
             for directory in sorted(directories):
@@ -242,6 +329,10 @@ class AtomicWrite:
         self._release()
 
     def _release(self) -> None:
+        if self._syncer is not None:
+            # Wait for any fsync still running before its descriptor closes.
+            self._syncer.shutdown(wait=True)
+            self._syncer = None
         for staged in self._staged:
             with contextlib.suppress(OSError):
                 os.close(staged.lock_descriptor)
@@ -277,32 +368,42 @@ def atomic_write() -> Iterator[AtomicWrite]:
         raise
 
 
-_held_locks: dict[str, int] = {}
+class _HeldLocks(threading.local):
+    """The directory locks this thread holds, with how often each was re-entered."""
+
+    def __init__(self) -> None:
+        self.counts: dict[str, int] = {}
+
+
+_held_locks = _HeldLocks()
 
 
 @contextlib.contextmanager
 def directory_lock(directory: Path, *, shared: bool = False) -> Iterator[None]:
     """Hold an flock on ``directory``: exclusive to publish files, shared to read a pair.
 
-    Re-entrant within a process (an inner request reuses the outer lock),
-    because two flocks on one directory from one process would deadlock.
+    Re-entrant within a thread (an inner request reuses the outer lock),
+    because two flocks on one directory from one thread would deadlock.
+    Another thread takes its own flock on its own descriptor, so threads of
+    one process exclude each other as processes do.
     """
     key = os.path.realpath(directory)
-    if key in _held_locks:
-        _held_locks[key] += 1
+    held = _held_locks.counts
+    if key in held:
+        held[key] += 1
         try:
             yield
         finally:
-            _held_locks[key] -= 1
+            held[key] -= 1
         return
     descriptor = os.open(key, os.O_RDONLY)
     try:
         fcntl.flock(descriptor, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
-        _held_locks[key] = 1
+        held[key] = 1
         try:
             yield
         finally:
-            del _held_locks[key]
+            del held[key]
     finally:
         os.close(descriptor)
 
@@ -334,10 +435,14 @@ def is_temporary(path: Path) -> bool:
     return TEMP_MARKER in Path(path).name
 
 
-def make_directory(path: Path) -> Path:
-    """Create ``path`` and its parents if they are missing; return it."""
+def make_directory(path: Path, *, mode: int = 0o777) -> Path:
+    """Create ``path`` and its parents if they are missing; return it.
+
+    A directory created here gets ``mode`` (less the umask); its parents, and
+    a directory that already exists, keep theirs.
+    """
     path = Path(path)
-    path.mkdir(parents=True, exist_ok=True)
+    path.mkdir(mode=mode, parents=True, exist_ok=True)
     return path
 
 

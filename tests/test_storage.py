@@ -70,6 +70,51 @@ def test_hashing_writer_refuses_to_seek(tmp_path):
             writer.seek(0)
 
 
+_KIND = {"bytes": bytes, "bytearray": bytearray, "memoryview": lambda b: memoryview(bytearray(b))}
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    writes=st.lists(
+        st.tuples(
+            st.sampled_from(sorted(_KIND)),
+            st.integers(0, 3 << 20),
+            st.integers(0, 255),
+        ),
+        max_size=7,
+    )
+)
+def test_pipelined_hash_matches_and_ignores_reuse_of_buffers(tmp_path_factory, writes):
+    """Large and small writes of every buffer type hash in order, and a
+    caller reusing a mutable buffer right after write() cannot change the hash."""
+    target = tmp_path_factory.mktemp("pipeline") / "payload"
+    expected = hashlib.sha256()
+    with storage.atomic_write() as transaction:
+        with transaction.stream(target) as stream:
+            for kind, size, fill in writes:
+                data = bytes([fill]) * size
+                expected.update(data)
+                buffer = _KIND[kind](data)
+                stream.write(buffer)
+                if not isinstance(buffer, bytes):
+                    memoryview(buffer).cast("B")[:] = b"\0" * size
+    assert stream.digest.sha256 == expected.hexdigest()
+    assert stream.digest == storage.hash_file(target)
+
+
+def test_hashing_thread_stops_when_the_stream_fails(tmp_path):
+    import threading
+
+    target = tmp_path / "payload"
+    with pytest.raises(RuntimeError, match="boom"):
+        with storage.atomic_write() as transaction:
+            with transaction.stream(target) as stream:
+                stream.write(b"x" * (4 << 20))
+                raise RuntimeError("boom")
+    assert not [thread for thread in threading.enumerate() if thread.name.startswith("nnsave-hash")]
+    assert os.listdir(tmp_path) == []
+
+
 def test_read_small_file_refuses_large_files(tmp_path):
     path = tmp_path / "big"
     path.write_bytes(b"x" * 11)
@@ -111,3 +156,33 @@ def test_directory_lock_is_reentrant(tmp_path):
             with storage.atomic_write() as transaction:
                 transaction.write_bytes(tmp_path / "f", b"x")
     assert (tmp_path / "f").read_bytes() == b"x"
+
+
+def test_directory_lock_excludes_other_threads_but_is_reentrant_in_one(tmp_path):
+    import threading
+
+    inside = threading.Event()
+    release = threading.Event()
+    order = []
+
+    def holder():
+        with storage.directory_lock(tmp_path):
+            with storage.directory_lock(tmp_path):  # re-entrant within this thread
+                inside.set()
+                release.wait(5)
+                order.append("holder leaves")
+
+    def contender():
+        inside.wait(5)
+        with storage.directory_lock(tmp_path, shared=True):
+            order.append("contender enters")
+
+    threads = [threading.Thread(target=holder), threading.Thread(target=contender)]
+    for thread in threads:
+        thread.start()
+    inside.wait(5)
+    release_timer = threading.Timer(0.2, release.set)
+    release_timer.start()
+    for thread in threads:
+        thread.join(10)
+    assert order == ["holder leaves", "contender enters"]
