@@ -11,7 +11,7 @@ from nnsave.formats.joblib_pickle import JoblibHandler
 
 
 def test_registry_knows_builtin_suffixes():
-    assert registered_suffixes() == [".keras", ".joblib", ".skops"]
+    assert registered_suffixes() == [".keras", ".joblib", ".skops", ".safetensors"]
     assert handler_for_path("a/b/MODEL.KERAS").name == "keras"
 
 

@@ -112,9 +112,9 @@ def handler_for_path(path: Path) -> FormatHandler:
             return handler
     raise FormatError(
         f"{path}: nnsave does not know the suffix {suffix or '(none)'!r}. "
-        f"Use one of {', '.join(registered_suffixes())}: .keras for Keras models, "
-        f".joblib or .skops for scikit-learn estimators, .joblib for arrays and "
-        f"other Python objects."
+        f"Use one of {', '.join(registered_suffixes())}: .keras for Keras models "
+        f"(.safetensors for large ones), .joblib or .skops for scikit-learn "
+        f"estimators, .joblib for arrays and other Python objects."
     )
 
 
@@ -155,13 +155,16 @@ def _unsupported_hint(obj: object) -> str:
 def _register_builtin_handlers() -> None:
     from .joblib_pickle import JoblibHandler
     from .keras_archive import KerasHandler
+    from .keras_safetensors import KerasSafetensorsHandler
     from .skops_archive import SkopsHandler
 
     # Order matters where no suffix decides: the first handler that claims an
-    # object wins, and joblib claims any picklable object before skops does.
+    # object wins, so Keras models go to .keras, and joblib claims any
+    # picklable object before skops does.
     register_handler(KerasHandler())
     register_handler(JoblibHandler())
     register_handler(SkopsHandler())
+    register_handler(KerasSafetensorsHandler())
 
 
 _register_builtin_handlers()

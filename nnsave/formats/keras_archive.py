@@ -2,16 +2,18 @@
 
 A ``.keras`` file is a zip holding ``config.json`` (the architecture),
 ``metadata.json`` (the Keras version) and ``model.weights.h5`` (weights and
-optimizer state). nnsave writes it with Keras's own public API, so Keras can
+optimizer state). nnsave writes it with Keras's own writer, so Keras can
 open it without nnsave, and reads the config and the weights' shapes straight
 from the zip for :func:`nnsave.inspect`, without building the model.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import struct
 import zipfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -20,7 +22,16 @@ from ..storage import AtomicWrite, Digest
 from . import FormatHandler, LoadOptions, keras_module
 from .zip_audit import open_audited_zip, require_zip
 
-__all__ = ["KerasHandler", "CONFIG_MEMBER", "METADATA_MEMBER", "WEIGHTS_MEMBER"]
+__all__ = [
+    "KerasHandler",
+    "CONFIG_MEMBER",
+    "METADATA_MEMBER",
+    "WEIGHTS_MEMBER",
+    "code_refused",
+    "explained_keras_errors",
+    "holds_python_code",
+    "layers_from_config",
+]
 
 CONFIG_MEMBER = "config.json"
 METADATA_MEMBER = "metadata.json"
@@ -51,11 +62,13 @@ class KerasHandler(FormatHandler):
                 f"{target}: compress applies to .joblib files only; a .keras archive "
                 "is written by Keras as it is. Leave compress=None."
             )
-        keras = keras_module()
-        # Keras's public API writes only to a path, so the staged file is hashed
-        # once it is complete rather than while it streams.
-        keras.saving.save_model(obj, transaction.staging_path(target))
-        return transaction.digest_of(target)
+        save_to_stream = _stream_writer()
+        if save_to_stream is None:
+            keras_module().saving.save_model(obj, transaction.staging_path(target))
+            return transaction.digest_of(target)
+        with transaction.stream(target) as stream:
+            save_to_stream(obj, stream)
+        return stream.digest
 
     def check_signature(self, path: Path) -> None:
         require_zip(
@@ -75,29 +88,17 @@ class KerasHandler(FormatHandler):
         # Checked here as well as by Keras, because keras.config.
         # enable_unsafe_deserialization() anywhere in the process overrides
         # Keras's own safe_mode=True; nnsave honours no global switch.
-        if options.safe_mode and _holds_python_code(config):
-            raise _code_refused(path)
+        if options.safe_mode and holds_python_code(config):
+            raise code_refused(path)
         import keras
 
         try:
-            return keras.saving.load_model(
-                path, compile=options.compile, safe_mode=options.safe_mode
-            )
+            with explained_keras_errors(path):
+                return keras.saving.load_model(
+                    path, compile=options.compile, safe_mode=options.safe_mode
+                )
         except zipfile.BadZipFile as error:
             raise FormatError(f"{path} is a damaged .keras archive ({error}). Restore or re-save it.") from None
-        except ValueError as error:
-            if "safe_mode" in str(error) or "Lambda" in str(error):
-                raise _code_refused(path) from error
-            raise
-        except TypeError as error:
-            if "register_keras_serializable" in str(error) or "Could not locate" in str(error):
-                raise FormatError(
-                    f"{path} uses a custom class that is not registered in this "
-                    "process. Import the module that defines it, decorated with "
-                    "@keras.saving.register_keras_serializable(), then load again. "
-                    f"Keras said: {error}"
-                ) from error
-            raise
 
     def describe(self, path: Path) -> dict[str, Any]:
         with open_audited_zip(path, required_member=CONFIG_MEMBER, kind="Keras model", suffix=".keras") as archive:
@@ -106,13 +107,30 @@ class KerasHandler(FormatHandler):
             parameter_count = _count_parameters(archive, path)
         return {
             "model_class": config.get("class_name"),
-            "layers": _layers_from_config(config),
+            "layers": layers_from_config(config),
             "parameter_count": parameter_count,
             "keras_version": keras_metadata.get("keras_version"),
         }
 
 
-def _code_refused(path: Path) -> UntrustedFileError:
+def _stream_writer() -> Callable[[Any, BinaryIO], None] | None:
+    """Keras's own ``.keras`` writer in the form that accepts a stream, if present.
+
+    ``keras.saving.save_model`` takes only a path, which means hashing the
+    finished file in a second pass. The function behind it,
+    ``saving_lib.save_model``, also takes a binary stream, so nnsave hands
+    it the hashing writer and the archive is hashed as Keras produces it.
+    It lives in ``keras.src``; should a Keras release move it, nnsave falls
+    back to the public API.
+    """
+    try:
+        from keras.src.saving.saving_lib import save_model
+    except ImportError:
+        return None
+    return save_model
+
+
+def code_refused(path: Path) -> UntrustedFileError:
     return UntrustedFileError(
         f"{path} holds Python code (a Lambda layer or similar) that Keras "
         "refuses to run in safe mode. Pass safe_mode=False together with "
@@ -120,14 +138,34 @@ def _code_refused(path: Path) -> UntrustedFileError:
     )
 
 
-def _holds_python_code(node: Any) -> bool:
+@contextlib.contextmanager
+def explained_keras_errors(path: Path) -> Iterator[None]:
+    """Turn Keras's errors about code in safe mode and unregistered classes into nnsave's."""
+    try:
+        yield
+    except ValueError as error:
+        if "safe_mode" in str(error) or "Lambda" in str(error):
+            raise code_refused(path) from error
+        raise
+    except TypeError as error:
+        if "register_keras_serializable" in str(error) or "Could not locate" in str(error):
+            raise FormatError(
+                f"{path} uses a custom class that is not registered in this "
+                "process. Import the module that defines it, decorated with "
+                "@keras.saving.register_keras_serializable(), then load again. "
+                f"Keras said: {error}"
+            ) from error
+        raise
+
+
+def holds_python_code(node: Any) -> bool:
     """True if a Keras config names a Lambda layer or a serialised Python function."""
     if isinstance(node, dict):
         if node.get("class_name") in _CODE_CLASS_NAMES:
             return True
-        return any(_holds_python_code(value) for value in node.values())
+        return any(holds_python_code(value) for value in node.values())
     if isinstance(node, list):
-        return any(_holds_python_code(value) for value in node)
+        return any(holds_python_code(value) for value in node)
     return False
 
 
@@ -146,7 +184,7 @@ def _read_json_member(archive: zipfile.ZipFile, member: str, path: Path) -> dict
     return document
 
 
-def _layers_from_config(config: dict[str, Any]) -> list[dict[str, str]]:
+def layers_from_config(config: dict[str, Any]) -> list[dict[str, str]]:
     """Names and types of the top-level layers of a Sequential or functional model.
 
     A subclassed model's config does not list its layers, so the list is empty.
