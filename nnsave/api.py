@@ -13,13 +13,14 @@ import tempfile
 import textwrap
 import warnings
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from . import legacy, storage
+from . import digest_cache, legacy, storage
 from ._version import __version__
 from .errors import FormatError, IntegrityError, UnverifiedFileWarning, VersionMismatchWarning
 from .formats import FormatHandler, LoadOptions, class_path, handler_for_object, handler_for_path
@@ -174,14 +175,16 @@ def save(
     Parameters
     ----------
     obj : keras.Model, estimator, array or picklable object
-        Keras models go to ``.keras``; everything else to ``.joblib``, or to
-        ``.skops`` for scikit-learn objects that must load without pickle.
+        Keras models go to ``.keras``, or to ``.safetensors`` (faster for large
+        models); everything else to ``.joblib``, or to ``.skops`` for
+        scikit-learn objects that must load without pickle.
     path : str or os.PathLike
         The target file. Its suffix chooses the format.
     metadata : dict, optional
         JSON-serialisable facts to keep in the manifest (epoch, score, ...).
     compress : int, str or tuple, optional
-        Passed to :func:`joblib.dump` for ``.joblib`` files; must be None for ``.keras``.
+        Passed to :func:`joblib.dump` for ``.joblib`` files; must be None for
+        ``.keras`` and ``.safetensors``.
     overwrite : bool, default True
         If False and ``path`` exists, raise :class:`FileExistsError`.
     key : bytes or str, optional
@@ -264,18 +267,23 @@ def load(
     expected_sha256: str | None = None,
     trusted_types: Sequence[str] = (),
 ) -> Any:
-    """Verify a saved file against its manifest, then load it.
+    """Verify a saved file against its manifest and load it.
 
     Parameters
     ----------
     path : str or os.PathLike
-        A ``.keras`` or ``.joblib`` file.
+        A ``.keras``, ``.safetensors``, ``.joblib`` or ``.skops`` file.
     trusted : bool, default False
         Vouch for a file whose loading can run code (joblib and pickle files,
-        or ``.keras`` with ``safe_mode=False``) when it has no manifest or is
+        or Keras files with ``safe_mode=False``) when it has no manifest or is
         not verified. Pass True only for files you made yourself.
     verify : bool, default True
-        Check the payload's size and sha256 against the manifest first.
+        Check the payload's size and sha256 against the manifest. For a file
+        whose loading can run code (a pickle, or Keras with
+        ``safe_mode=False``), and whenever ``key`` or ``expected_sha256`` is
+        given, the check comes first; otherwise the hash is computed in a
+        helper thread while the file loads, and an object whose file fails
+        is discarded, never returned.
     safe_mode : bool, default True
         Keras's safe mode: refuse Lambda layers and other Python bytecode.
     compile : bool, default True
@@ -312,6 +320,13 @@ def load(
 
     Notes
     -----
+    Hashing a large file takes about a second per 1.4 GB. The digest of an
+    unchanged file of 64 MiB or more is remembered in a per-user cache
+    (:mod:`nnsave.digest_cache`), keyed by its device, inode, size, mtime
+    and ctime, so loading it again skips the hash. Any write to the file
+    changes its ctime and forces a full hash; :func:`verify` always re-reads
+    the bytes. ``NNSAVE_DIGEST_CACHE=0`` turns the cache off.
+
     The trust model: a manifest's hash proves the bytes are those nnsave wrote,
     not who wrote them; a signature proves they come from a key holder;
     ``expected_sha256`` pins one known file. None of them makes a malicious
@@ -329,6 +344,11 @@ def load(
     handler = handler_for_path(path)
     signing_key = resolve_key(key)
     options = LoadOptions(safe_mode=safe_mode, compile=compile, mmap_mode=mmap_mode)
+    # When the hash decides nothing about trust, it can run beside the read.
+    if verify and signing_key is None and expected_sha256 is None and not handler.runs_code_on_load(options):
+        loaded = _load_while_hashing(path, handler, options, trusted=trusted, trusted_types=trusted_types)
+        if loaded is not None:
+            return loaded[0]
     manifest = None
     verification = Verification.SKIPPED
     wants_manifest = verify or signing_key is not None
@@ -366,6 +386,42 @@ def load(
     return handler.read(path, options)
 
 
+def _load_while_hashing(
+    path: Path, handler: FormatHandler, options: LoadOptions, *, trusted: bool, trusted_types: Sequence[str]
+) -> tuple[Any] | None:
+    """Read a file whose loading runs no code while a helper thread hashes it.
+
+    Only for formats where the hash authorises nothing (Keras in safe mode,
+    skops): the object is built from bytes not yet checked, and discarded if
+    the hash then disagrees with the manifest. The shared directory lock is
+    held throughout, so the bytes hashed are the bytes read. Returns None,
+    having built nothing that escapes, when the careful order must decide:
+    no manifest, a mismatch (a torn save to roll forward, or damage to
+    report), or a read that failed on a file that does not verify.
+    """
+    with storage.directory_lock(path.parent, shared=True):
+        manifest = _read_manifest(path)
+        if manifest is None:
+            return None
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="nnsave-verify") as hasher:
+            hashing = hasher.submit(digest_cache.file_digest, path)
+            try:
+                handler.check_signature(path)
+                approved = authorize_load(
+                    path, handler, options, verification=Verification.SKIPPED, trusted=trusted,
+                    trusted_types=trusted_types,
+                )
+                _warn_on_version_mismatch(path, handler, manifest, stacklevel=4)
+                loaded = (handler.read(path, approved),)
+            except Exception:
+                if _mismatch(path, handler, manifest, hashing.result()) is None:
+                    raise
+                return None
+            if _mismatch(path, handler, manifest, hashing.result()) is not None:
+                return None
+    return loaded
+
+
 def inspect(path: PathLike) -> ArtifactInfo:
     """Describe a saved file without deserialising it.
 
@@ -392,13 +448,17 @@ def inspect(path: PathLike) -> ArtifactInfo:
     >>> info.format, info.hash_status, info.class_path
     ('joblib', 'verified', 'builtins.list')
     """
+    return _inspect(path, rehash=False)
+
+
+def _inspect(path: PathLike, *, rehash: bool) -> ArtifactInfo:
     prefix = legacy.tf_checkpoint_prefix(path)
     if prefix is not None:
         return _inspect_tf_checkpoint(prefix)
     path = _existing_file(path)
     handler = handler_for_path(path)
     try:
-        manifest, digest, problem = _checked_snapshot(path, handler, read_manifest=True)
+        manifest, digest, problem = _checked_snapshot(path, handler, read_manifest=True, rehash=rehash)
     except IntegrityError as error:
         manifest, problem, digest = None, str(error), storage.hash_file(path)
         status = Verification.MISMATCH
@@ -451,7 +511,7 @@ def verify(path: PathLike) -> ArtifactInfo:
 
     A file without a manifest cannot be verified, so it raises too.
     """
-    info = inspect(path)
+    info = _inspect(path, rehash=True)
     if info.hash_status == Verification.NO_MANIFEST.value:
         raise IntegrityError(
             f"{info.path} has no manifest ({manifest_path(info.path).name}), so it "
@@ -561,28 +621,30 @@ def _completes_torn_save(staged_manifest: Path, target: Path) -> bool:
 
 
 def _checked_snapshot(
-    path: Path, handler: FormatHandler, *, read_manifest: bool
+    path: Path, handler: FormatHandler, *, read_manifest: bool, rehash: bool = False
 ) -> tuple[Manifest | None, storage.Digest, str | None]:
     """The manifest, the payload's digest, and any mismatch, read as one consistent pair.
 
     The shared directory lock keeps a concurrent save from renaming one file
     of the pair between the two reads. A mismatch may be a save that was
     killed between its renames, so the directory is cleaned and read again.
+    The digest of an unchanged large file may come from the digest cache,
+    unless ``rehash`` asks for the bytes to be read again.
     """
-    manifest, digest, problem = _read_pair(path, handler, read_manifest=read_manifest)
+    manifest, digest, problem = _read_pair(path, handler, read_manifest=read_manifest, rehash=rehash)
     # A missing manifest may also be a first save killed between its renames.
     unfinished = problem is not None or (read_manifest and manifest is None)
     if unfinished and clean_directory(path.parent):
-        manifest, digest, problem = _read_pair(path, handler, read_manifest=read_manifest)
+        manifest, digest, problem = _read_pair(path, handler, read_manifest=read_manifest, rehash=rehash)
     return manifest, digest, problem
 
 
 def _read_pair(
-    path: Path, handler: FormatHandler, *, read_manifest: bool
+    path: Path, handler: FormatHandler, *, read_manifest: bool, rehash: bool
 ) -> tuple[Manifest | None, storage.Digest, str | None]:
     with storage.directory_lock(path.parent, shared=True):
         manifest = _read_manifest(path) if read_manifest else None
-        digest = storage.hash_file(path)
+        digest = digest_cache.file_digest(path, refresh=rehash)
     return manifest, digest, _mismatch(path, handler, manifest, digest) if manifest else None
 
 
@@ -622,7 +684,9 @@ def _integrity_message(path: Path, problem: str) -> str:
     )
 
 
-def _warn_on_version_mismatch(path: Path, handler: FormatHandler, manifest: Manifest) -> None:
+def _warn_on_version_mismatch(
+    path: Path, handler: FormatHandler, manifest: Manifest, *, stacklevel: int = 3
+) -> None:
     mismatches = version_mismatches(
         manifest.versions, installed_versions(), strictness=handler.strictness_for(manifest.class_path)
     )
@@ -632,7 +696,7 @@ def _warn_on_version_mismatch(path: Path, handler: FormatHandler, manifest: Mani
             f"Loading across these versions is not supported by {name}; if results look "
             f"wrong, install {name}=={saved} or re-train and save with {installed}.",
             VersionMismatchWarning,
-            stacklevel=3,
+            stacklevel=stacklevel,
         )
 
 

@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 import nnsave
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _private_digest_cache(tmp_path_factory):
+    """Keep the digest cache of every test, and of the processes they start, out of ~/.cache."""
+    os.environ["NNSAVE_CACHE_DIR"] = str(tmp_path_factory.mktemp("digest-cache"))
 
 
 @pytest.fixture(scope="session")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import threading
 
 import numpy as np
 import pytest
@@ -344,19 +345,41 @@ def test_writer_that_raises_after_n_bytes(tmp_path, monkeypatch, fail_after):
     assert _only_artifacts(tmp_path) == ["x.joblib", "x.joblib.nnsave.json"]
 
 
-def test_keras_writer_crash_leaves_old_model(tmp_path, monkeypatch, trained_sequential, keras):
+def test_keras_writer_crash_leaves_old_model(tmp_path, monkeypatch, trained_sequential):
+    from keras.src.saving import saving_lib
+
     path = nnsave.save(trained_sequential, tmp_path / "m.keras")
     before = path.read_bytes()
 
-    def crash_midway(model, filepath):
-        with open(filepath, "wb") as handle:
-            handle.write(before[: len(before) // 2])
+    def crash_midway(model, stream):
+        stream.write(before[: len(before) // 2])
         raise RuntimeError("killed while writing weights")
 
-    monkeypatch.setattr(keras.saving, "save_model", crash_midway)
+    monkeypatch.setattr(saving_lib, "save_model", crash_midway)
     with pytest.raises(RuntimeError, match="killed"):
         nnsave.save(trained_sequential, path)
     assert path.read_bytes() == before and nnsave.verify(path)
+    assert _only_artifacts(tmp_path) == ["m.keras", "m.keras.nnsave.json"]
+
+
+def test_keras_archive_is_hashed_while_keras_writes_it(tmp_path, monkeypatch, trained_sequential):
+    def no_second_pass(path):
+        raise AssertionError(f"{path} was read back to hash it")
+
+    monkeypatch.setattr(nnsave.storage, "hash_file", no_second_pass)
+    path = nnsave.save(trained_sequential, tmp_path / "m.keras")
+    monkeypatch.undo()
+    assert nnsave.verify(path).hash_status == "verified"
+
+
+def test_keras_archive_falls_back_to_the_public_api(tmp_path, monkeypatch, trained_sequential, digits):
+    from nnsave.formats import keras_archive
+
+    monkeypatch.setattr(keras_archive, "_stream_writer", lambda: None)
+    path = nnsave.save(trained_sequential, tmp_path / "m.keras")
+    assert nnsave.verify(path).hash_status == "verified"
+    X = digits[0][:5]
+    assert np.array_equal(nnsave.load(path).predict(X, verbose=0), trained_sequential.predict(X, verbose=0))
     assert _only_artifacts(tmp_path) == ["m.keras", "m.keras.nnsave.json"]
 
 
@@ -435,6 +458,61 @@ def test_version_mismatch_warns_with_both_versions(tmp_path):
     document["versions"]["scikit-learn"] = "1.8.0"
     manifest_path(path).write_text(json.dumps(document))
     with pytest.warns(VersionMismatchWarning, match=rf"scikit-learn 1\.8\.0.*scikit-learn {installed}"):
+        nnsave.load(path)
+
+
+@pytest.mark.parametrize("suffix", [".joblib", ".keras"])
+def test_version_mismatch_warning_points_at_the_caller(tmp_path, trained_sequential, suffix):
+    obj = trained_sequential if suffix == ".keras" else [1]
+    path = nnsave.save(obj, tmp_path / f"m{suffix}")
+    document = json.loads(manifest_path(path).read_text())
+    document["versions"]["keras" if suffix == ".keras" else "numpy"] = "0.1.0"
+    manifest_path(path).write_text(json.dumps(document))
+    with pytest.warns(VersionMismatchWarning) as caught:
+        nnsave.load(path)
+    assert [warning.filename for warning in caught] == [__file__]
+
+
+def _hashing_threads(monkeypatch):
+    """Record the name of the thread each payload hash runs in."""
+    threads = []
+    real_file_digest = nnsave.digest_cache.file_digest
+
+    def recording(path, **kwargs):
+        threads.append(threading.current_thread().name)
+        return real_file_digest(path, **kwargs)
+
+    monkeypatch.setattr(nnsave.digest_cache, "file_digest", recording)
+    return threads
+
+
+def test_keras_in_safe_mode_is_hashed_while_it_loads(tmp_path, monkeypatch, trained_sequential, digits):
+    path = nnsave.save(trained_sequential, tmp_path / "m.keras")
+    threads = _hashing_threads(monkeypatch)
+    restored = nnsave.load(path)
+    assert len(threads) == 1 and threads[0].startswith("nnsave-verify")
+    X = digits[0][:5]
+    assert np.array_equal(restored.predict(X, verbose=0), trained_sequential.predict(X, verbose=0))
+
+
+@pytest.mark.parametrize(
+    "obj, suffix, kwargs",
+    [([1, 2], ".joblib", {}), (None, ".keras", {"safe_mode": False, "trusted": True}), (None, ".keras", {"key": "k"})],
+    ids=["pickle", "keras-unsafe-mode", "keras-signed"],
+)
+def test_loads_the_hash_authorises_verify_before_reading(tmp_path, monkeypatch, trained_sequential, obj, suffix, kwargs):
+    path = nnsave.save(trained_sequential if obj is None else obj, tmp_path / f"m{suffix}", key=kwargs.get("key"))
+    threads = _hashing_threads(monkeypatch)
+    nnsave.load(path, **kwargs)
+    assert threads == [threading.current_thread().name]
+
+
+def test_damaged_keras_found_while_loading_is_reported_as_damage(tmp_path, trained_sequential):
+    path = nnsave.save(trained_sequential, tmp_path / "m.keras")
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(IntegrityError, match="does not match its manifest"):
         nnsave.load(path)
 
 
