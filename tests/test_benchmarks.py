@@ -1,4 +1,4 @@
-"""The benchmark runner's pure helpers, the fast-Keras prototype, and early syncing.
+"""The benchmark runner's pure helpers and early syncing.
 
 Nothing here times anything or asserts on speed: the numbers come from
 ``make bench``. These tests keep the code that produces and reports them honest.
@@ -9,13 +9,12 @@ from __future__ import annotations
 import errno
 import json
 import os
-import struct
 
 import numpy as np
 import pytest
 
 import nnsave
-from benchmarks import fast_keras, report, run, workloads
+from benchmarks import report, run, workloads
 from benchmarks.routes import routes_for
 from nnsave import storage
 
@@ -40,7 +39,9 @@ def _results(**overrides):
              "routes": {"nnsave": route(1.05, 2.0, 300.0), "keras": route(1.0, 1.0, 290.0), "disk": route(0.5, 0.25, 10.0)}},
             {"name": "arrays-1GB", "kind": "arrays", "nominal_bytes": 2, "description": "d",
              "routes": {"nnsave": route(2.0, 1.0, 500.0), "joblib": route(1.0, 1.0, 400.0),
-                        "nnsave-mmap": route(None, 0.05, 100.0), "disk": route(0.5, 0.5, 10.0)}},
+                        "joblib-fsync": route(1.9, 1.0, 400.0), "nnsave-repeat": route(None, 1.2, 100.0),
+                        "nnsave-mmap": route(None, 0.5, 100.0), "nnsave-mmap-repeat": route(None, 0.05, 100.0),
+                        "disk": route(0.5, 0.5, 10.0)}},
         ],
         "hashing": {"file_bytes": 1 << 30, "hash_file_gbps": 1.5, "sha256_memory_gbps": 1.8, "runs_seconds": [0.7]},
     }
@@ -54,7 +55,12 @@ def test_targets_are_judged_against_the_raw_route_of_the_same_format():
     assert verdicts[("load time", "keras-1MB")]["met"] is False  # 2.0 > 1.25
     assert verdicts[("save time", "arrays-1GB")]["met"] is False
     assert verdicts[("peak RSS during save", "arrays-1GB")]["limit"] == pytest.approx(1.1 * 400 + 64)
-    assert verdicts[("mmap load", "arrays-1GB")]["met"] is True
+    assert verdicts[("mmap load, first load", "arrays-1GB")]["met"] is False  # 0.5 s > 0.1 s
+    assert verdicts[("mmap load, repeat load", "arrays-1GB")]["met"] is True
+    assert verdicts[("save time, raw made durable", "arrays-1GB")]["value"] == pytest.approx(2.0 / 1.9)
+    assert verdicts[("load time, repeat load", "arrays-1GB")]["met"] is True  # 1.2 <= 1.25
+    # Without the extra routes there is no verdict rather than a wrong one.
+    assert ("save time, raw made durable", "keras-1MB") not in verdicts
     assert verdicts[("hashing", "-")]["met"] is True
     # skops pairs are skipped when a workload has no skops routes.
     assert not any("skops" in v["detail"] for v in verdicts.values())
@@ -123,47 +129,6 @@ def test_every_route_that_loads_from_another_runs_after_it():
                 assert route.loads_from in names[:index]
 
 
-def test_safetensors_header_matches_the_reference_writer(tmp_path):
-    from safetensors.numpy import load_file, save_file
-
-    tensors = {"a": np.arange(6, dtype=np.float32).reshape(2, 3), "b": np.ones(5, dtype=np.int64)}
-    path = tmp_path / "ours.safetensors"
-    header = fast_keras.safetensors_header([(name, a.dtype.name, a.shape) for name, a in tensors.items()])
-    path.write_bytes(header + b"".join(a.tobytes() for a in tensors.values()))
-    loaded = load_file(path)
-    assert all(np.array_equal(loaded[name], tensors[name]) for name in tensors)
-    save_file(tensors, tmp_path / "theirs.safetensors")  # the reference writer pads the same way
-    theirs = (tmp_path / "theirs.safetensors").read_bytes()
-    assert struct.unpack("<Q", theirs[:8])[0] % 8 == 0 and len(header) % 8 == 0
-    with pytest.raises(ValueError, match="two tensors"):
-        fast_keras.safetensors_header([("a", "float32", (1,)), ("a", "float32", (1,))])
-
-
-def test_fast_keras_prototype_round_trips_and_refuses_tampering(tmp_path, keras):
-    from safetensors.numpy import load_file
-
-    model = workloads.build_dense_stack(keras, 8, 3)
-    model.set_weights(workloads.dense_stack_weights(8, 3))
-    original = model.get_config()
-    folder = fast_keras.save(model, tmp_path / "model")
-    assert sorted(p.name for p in folder.iterdir()) == ["config.json", "manifest.json", "model.safetensors"]
-    restored = fast_keras.load(folder)
-    assert all(np.array_equal(a, b) for a, b in zip(model.get_weights(), restored.get_weights()))
-    assert restored.get_config()["layers"][1]["config"]["kernel_initializer"] == original["layers"][1]["config"]["kernel_initializer"]
-    assert len(load_file(folder / "model.safetensors")) == len(model.weights)  # any safetensors reader opens it
-
-    weights = folder / "model.safetensors"
-    data = bytearray(weights.read_bytes())
-    data[-1] ^= 1
-    weights.write_bytes(bytes(data))
-    with pytest.raises(nnsave.IntegrityError, match="discarded"):
-        fast_keras.load(folder)
-    config = folder / "config.json"
-    config.write_text(config.read_text().replace('"dense_0"', '"dense_X"'))
-    with pytest.raises(nnsave.IntegrityError, match="was not read"):
-        fast_keras.load(folder)
-
-
 # The early background flush belongs to nnsave.storage; it is tested here
 # because it came with the benchmarks (tests/test_storage.py is the lead's).
 
@@ -196,7 +161,7 @@ def test_a_failed_background_flush_fails_the_save_and_keeps_the_old_file(tmp_pat
     assert not [p for p in tmp_path.iterdir() if storage.is_temporary(p)]
 
 
-@pytest.mark.parametrize("module", [workloads, report, run, fast_keras], ids=lambda m: m.__name__)
+@pytest.mark.parametrize("module", [workloads, report, run], ids=lambda m: m.__name__)
 def test_docstring_examples(module):
     import doctest
 
