@@ -14,6 +14,7 @@ import hmac
 import json
 import platform
 import re
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from importlib import metadata as _importlib_metadata
@@ -111,15 +112,26 @@ def manifest_path(payload: Path) -> Path:
 def installed_versions() -> dict[str, str | None]:
     """Python's version and those of the tracked libraries (``None`` if absent).
 
-    Read from package metadata, so nothing heavy is imported.
+    A library already imported reports its own ``__version__``: the code that
+    runs. The others are read from package metadata, so nothing heavy is
+    imported just to learn a version.
     """
     versions: dict[str, str | None] = {"python": platform.python_version()}
     for name in TRACKED_LIBRARIES:
+        module = sys.modules.get(_IMPORT_NAMES.get(name, name))
+        running = getattr(module, "__version__", None)
+        if isinstance(running, str):
+            versions[name] = running
+            continue
         try:
             versions[name] = _installed_version(name)
         except _importlib_metadata.PackageNotFoundError:
             versions[name] = None
     return versions
+
+
+# Distribution names whose importable module is named differently.
+_IMPORT_NAMES = {"scikit-learn": "sklearn"}
 
 
 @functools.lru_cache(maxsize=None)

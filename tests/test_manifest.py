@@ -1,5 +1,7 @@
 import datetime as dt
+import importlib.metadata
 import json
+import sys
 
 import pytest
 
@@ -103,3 +105,12 @@ def test_version_mismatch_depth(saved, installed, depth, expected):
     assert bool(found) is expected
     if expected:
         assert found == [("lib", saved, installed)]
+
+
+def test_imported_libraries_report_the_version_that_runs(monkeypatch):
+    import types
+
+    monkeypatch.setitem(sys.modules, "sklearn", types.SimpleNamespace(__version__="9.9.9"))
+    assert installed_versions()["scikit-learn"] == "9.9.9"
+    monkeypatch.setitem(sys.modules, "sklearn", types.SimpleNamespace())  # no __version__
+    assert installed_versions()["scikit-learn"] == importlib.metadata.version("scikit-learn")
