@@ -43,7 +43,7 @@ clean:
 
 # Benchmarks (benchmarks/): nnsave against raw Keras, joblib, pickle, skops,
 # safetensors and plain file IO. The full run writes benchmarks/results/ and
-# takes about ten minutes on two cores; the quick one (small workloads, for
+# takes about twelve minutes on two cores; the quick one (small workloads, for
 # CI) writes _build/bench-quick/. bench-book times each notebook and `make test`.
 .PHONY: bench bench-quick bench-book
 

@@ -338,7 +338,7 @@ def _prime_digest_cache(path: Path, repeat_load: bool) -> None:
     from nnsave import digest_cache
 
     os.environ[digest_cache.SWITCH_VARIABLE] = "on" if repeat_load else "off"
-    if repeat_load:
+    if repeat_load and path.stat().st_size >= digest_cache.MIN_CACHED_BYTES:
         settled_at = path.stat().st_ctime + digest_cache.RACY_SECONDS + 0.1
         time.sleep(max(0.0, settled_at - time.time()))
         digest_cache.file_digest(path)
