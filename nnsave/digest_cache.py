@@ -54,7 +54,7 @@ CACHE_DIR_VARIABLE = "NNSAVE_CACHE_DIR"
 #: Set to ``0``, ``off``, ``false`` or ``no`` to turn the cache off.
 SWITCH_VARIABLE = "NNSAVE_DIGEST_CACHE"
 
-#: Smaller files are always hashed in full: below 64 MiB that takes < 50 ms.
+#: Files smaller than this are always hashed in full (that takes under 50 ms).
 MIN_CACHED_BYTES = 64 << 20
 
 #: An entry is recorded only if the file's mtime and ctime were at least this
