@@ -391,8 +391,8 @@ def _load_while_hashing(
 ) -> tuple[Any] | None:
     """Read a file whose loading runs no code while a helper thread hashes it.
 
-    Only for formats where the hash authorises nothing (Keras in safe mode,
-    skops): the object is built from bytes not yet checked, and discarded if
+    Only for formats where the hash authorises nothing (``.keras`` and
+    ``.safetensors`` in safe mode, ``.skops``): the object is built from bytes not yet checked, and discarded if
     the hash then disagrees with the manifest. The shared directory lock is
     held throughout, so the bytes hashed are the bytes read. Returns None,
     having built nothing that escapes, when the careful order must decide:
