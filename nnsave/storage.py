@@ -273,7 +273,7 @@ class AtomicWrite:
             writer.finish_background_sync()
             raw.flush()
             # The helper thread finishes hashing while the device syncs.
-            self._sync_in_background(staged)
+            self._start_fsync(staged)
             staged.digest = writer.digest
 
     def staging_path(self, target: Path) -> Path:
@@ -299,7 +299,7 @@ class AtomicWrite:
                 return staged.digest
         raise KeyError(target)
 
-    def _sync_in_background(self, staged: _StagedFile) -> None:
+    def _start_fsync(self, staged: _StagedFile) -> None:
         if self._syncer is None:
             self._syncer = ThreadPoolExecutor(max_workers=2, thread_name_prefix="nnsave-fsync")
         # Any descriptor of the file will do: fsync flushes the file, not the descriptor.

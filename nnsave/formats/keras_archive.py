@@ -23,6 +23,7 @@ from . import FormatHandler, LoadOptions, keras_module
 from .zip_audit import open_audited_zip, require_zip
 
 __all__ = [
+    "refuse_compression",
     "KerasHandler",
     "CONFIG_MEMBER",
     "METADATA_MEMBER",
@@ -57,11 +58,7 @@ class KerasHandler(FormatHandler):
     def write(
         self, obj: Any, transaction: AtomicWrite, target: Path, *, compress: Any
     ) -> Digest:
-        if compress is not None:
-            raise ValueError(
-                f"{target}: compress applies to .joblib files only; a .keras archive "
-                "is written by Keras as it is. Leave compress=None."
-            )
+        refuse_compression(target, compress)
         save_to_stream = _stream_writer()
         if save_to_stream is None:
             keras_module().saving.save_model(obj, transaction.staging_path(target))
@@ -111,6 +108,15 @@ class KerasHandler(FormatHandler):
             "parameter_count": parameter_count,
             "keras_version": keras_metadata.get("keras_version"),
         }
+
+
+def refuse_compression(target: Path, compress: Any) -> None:
+    """Raise ``ValueError`` unless ``compress`` is None: Keras files are stored as written."""
+    if compress is not None:
+        raise ValueError(
+            f"{target}: compress applies to .joblib files only; a {target.suffix} file "
+            "is stored as it is written. Leave compress=None."
+        )
 
 
 def _stream_writer() -> Callable[[Any, BinaryIO], None] | None:

@@ -38,7 +38,14 @@ import numpy as np
 from ..errors import FormatError, UnsupportedObjectError
 from ..storage import AtomicWrite, Digest
 from . import LoadOptions, keras_module
-from .keras_archive import KerasHandler, code_refused, explained_keras_errors, holds_python_code, layers_from_config
+from .keras_archive import (
+    KerasHandler,
+    code_refused,
+    explained_keras_errors,
+    holds_python_code,
+    layers_from_config,
+    refuse_compression,
+)
 
 __all__ = [
     "KerasSafetensorsHandler",
@@ -104,8 +111,7 @@ class KerasSafetensorsHandler(KerasHandler):
     suffixes = (".safetensors",)
 
     def write(self, obj: Any, transaction: AtomicWrite, target: Path, *, compress: Any) -> Digest:
-        if compress is not None:
-            raise ValueError(f"{target}: a safetensors file stores raw tensors; leave compress=None.")
+        refuse_compression(target, compress)
         keras = keras_module()
         metadata = _metadata_for(obj, target, keras)
         variables = [(_tensor_name(i, v, obj), v) for i, v in enumerate(obj.weights)]
