@@ -1,9 +1,10 @@
 """nnsave: save and load Keras models and scikit-learn estimators safely.
 
-Every save is atomic and writes a manifest (``<file>.nnsave.json``) with the
-payload's sha256 and the library versions; every load checks it first, and a
-file whose loading could run code is refused unless it verifies or you vouch
-for it. The files stay native: Keras and joblib open them without nnsave.
+Every save is atomic and writes a signed manifest (``<file>.nnsave.json``)
+with the payload's digest and the library versions; every load checks it
+first, and a file whose loading could run code is refused unless you vouch
+for it (your own files are signed with your key, so they just load). The
+files stay native: Keras, joblib and skops open them without nnsave.
 
 :class:`Checkpointer` subclasses a Keras class, and Keras takes seconds to
 import, so it is loaded the first time it is used: ``import nnsave`` stays quick.
@@ -17,17 +18,35 @@ from typing import TYPE_CHECKING, Any
 
 from . import legacy
 from ._version import __version__
-from .api import ArtifactInfo, RoundtripReport, inspect, load, roundtrip, save, verify
+from .api import inspect, load, save, verify
 from .errors import (
+    DirectoryGivenError,
+    FileMissingError,
     FormatError,
     IntegrityError,
+    InvalidArgumentError,
+    KeyFileError,
+    LockTimeoutError,
+    MissingDependencyError,
     NNSaveError,
+    NotAFileError,
+    PathError,
+    Problem,
+    TargetExistsError,
+    UnknownClassError,
+    UnportableObjectWarning,
+    UnreadableFileError,
     UnsupportedObjectError,
     UntrustedFileError,
     UnverifiedFileWarning,
+    UnwritableError,
     VersionMismatchWarning,
 )
+from .keys import SignatureStatus, user_key_path
 from .manifest import MANIFEST_SUFFIX
+from .report import ArtifactInfo
+from .roundtrip import RoundtripReport, roundtrip
+from .trust import Integrity
 from .reproducibility import seed_everything
 from .checkpoint import (
     CheckpointFallbackWarning,
@@ -49,15 +68,32 @@ __all__ = [
     "roundtrip",
     "ArtifactInfo",
     "RoundtripReport",
+    "Integrity",
+    "SignatureStatus",
+    "Problem",
     "MANIFEST_SUFFIX",
+    "user_key_path",
     "seed_everything",
     "NNSaveError",
     "IntegrityError",
     "UntrustedFileError",
     "FormatError",
+    "UnknownClassError",
     "UnsupportedObjectError",
+    "InvalidArgumentError",
+    "MissingDependencyError",
+    "PathError",
+    "FileMissingError",
+    "NotAFileError",
+    "DirectoryGivenError",
+    "TargetExistsError",
+    "UnwritableError",
+    "UnreadableFileError",
+    "LockTimeoutError",
+    "KeyFileError",
     "VersionMismatchWarning",
     "UnverifiedFileWarning",
+    "UnportableObjectWarning",
     "Checkpointer",
     "CheckpointFallbackWarning",
     "latest_checkpoint",

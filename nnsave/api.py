@@ -1,164 +1,38 @@
-"""The public verbs: save, load, inspect, verify and roundtrip.
+"""The public verbs: save, load, inspect and verify.
 
-This module checks arguments, picks a format handler, asks :mod:`nnsave.trust`
-for permission and compares payloads with their manifests. It does no file IO
-of its own beyond what :mod:`nnsave.storage` offers.
+Each verb checks its arguments, picks a format handler, and then lets the
+other modules do their one job each: :mod:`nnsave.artifact` writes or checks
+the payload and its manifest as one unit, :mod:`nnsave.trust` decides whether
+the file may be deserialised, and the handler reads or writes the format.
 """
 
 from __future__ import annotations
 
-import errno
-import os
-import tempfile
-import textwrap
 import warnings
 from collections.abc import Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from . import digest_cache, legacy, storage
+from . import artifact, keys, legacy, trust
 from ._version import __version__
-from .errors import FormatError, IntegrityError, UnverifiedFileWarning, VersionMismatchWarning
-from .formats import FormatHandler, LoadOptions, class_path, handler_for_object, handler_for_path
-from .manifest import (
-    MANIFEST_SUFFIX,
-    MAX_MANIFEST_BYTES,
-    Manifest,
-    build_manifest,
-    check_metadata,
-    installed_versions,
-    manifest_path,
-    parse_manifest,
-    version_mismatches,
+from .errors import (
+    DirectoryGivenError,
+    FileMissingError,
+    FormatError,
+    IntegrityError,
+    InvalidArgumentError,
+    UnportableObjectWarning,
+    UnverifiedFileWarning,
+    VersionMismatchWarning,
 )
-from .trust import Verification, authorize_load, check_signature, resolve_key
+from .formats import FileFacts, FormatHandler, LoadOptions, SaveOptions, class_path, handler_for_object, handler_for_path
+from .hashing import DEFAULT_ALGORITHM, is_hex_digest
+from .manifest import Manifest, build_manifest, check_metadata, installed_versions, manifest_path, version_mismatches
+from .paths import PathLike, user_path
+from .report import ArtifactInfo
 
-__all__ = ["ArtifactInfo", "RoundtripReport", "save", "load", "inspect", "verify", "roundtrip"]
-
-PathLike = str | os.PathLike[str]
-
-
-@dataclass(frozen=True)
-class ArtifactInfo:
-    """What :func:`inspect` learns about a saved file without deserialising it.
-
-    Attributes
-    ----------
-    path : pathlib.Path
-        The payload file.
-    format : str
-        The format handler's name, ``"keras"`` or ``"joblib"``; ``"tf-checkpoint"``
-        for a TensorFlow checkpoint prefix.
-    size : int
-        The payload's size in bytes.
-    hash_status : str
-        ``"verified"``, ``"mismatch"`` or ``"no manifest"``.
-    sha256 : str
-        The payload's actual sha256.
-    problem : str or None
-        Why the status is not ``"verified"``.
-    class_path : str or None
-        The saved object's class, from the manifest.
-    versions : dict
-        Library versions that wrote the file, from the manifest.
-    metadata : dict
-        The caller's metadata, from the manifest.
-    created_utc : str or None
-        When the file was saved, from the manifest.
-    layers : list of dict or None
-        For ``.keras`` files: each top-level layer's ``name`` and ``type``.
-    parameter_count : int or None
-        For ``.keras`` files: the number of weights in the model.
-    details : dict
-        Other format-specific facts (the compression of a joblib file, say).
-    variables : list of dict or None
-        For TensorFlow checkpoints: each variable's ``name``, ``shape`` and ``dtype``.
-    """
-
-    path: Path
-    format: str
-    size: int
-    hash_status: str
-    sha256: str
-    problem: str | None = None
-    class_path: str | None = None
-    versions: dict[str, str | None] = field(default_factory=dict)
-    metadata: dict[str, Any] = field(default_factory=dict)
-    created_utc: str | None = None
-    layers: list[dict[str, str]] | None = None
-    parameter_count: int | None = None
-    details: dict[str, Any] = field(default_factory=dict)
-    variables: list[dict[str, Any]] | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict of every field."""
-        document = asdict(self)
-        document["path"] = str(self.path)
-        return document
-
-    def __str__(self) -> str:
-        lines = [
-            f"{self.path.name}  ({self.format}, {_human_size(self.size)})",
-            f"  integrity    : {self.hash_status}" + (f" - {self.problem}" if self.problem else ""),
-        ]
-        if self.sha256:
-            lines.append(f"  sha256       : {self.sha256}")
-        if self.class_path:
-            lines.append(f"  class        : {self.class_path}")
-        if self.created_utc:
-            lines.append(f"  saved        : {self.created_utc}")
-        saved_with = ", ".join(f"{k} {v}" for k, v in self.versions.items() if v)
-        if saved_with:
-            lines += textwrap.wrap(saved_with, 96, initial_indent="  saved with   : ", subsequent_indent=" " * 17)
-        if self.parameter_count is not None:
-            lines.append(f"  parameters   : {self.parameter_count:,}")
-        if self.layers:
-            lines.append(f"  layers       : {len(self.layers)}")
-            shown = self.layers[:12]
-            lines += [f"    {layer['name']:<26} {layer['type']}" for layer in shown]
-            if len(self.layers) > len(shown):
-                lines.append(f"    ... and {len(self.layers) - len(shown)} more")
-        if self.variables:
-            lines.append(f"  variables    : {len(self.variables)}")
-            shown = self.variables[:12]
-            width = max(len(v["name"]) for v in shown)
-            lines += [f"    {v['name']:<{width}}  {v['dtype']:<8} {tuple(v['shape'])}" for v in shown]
-            if len(self.variables) > len(shown):
-                lines.append(f"    ... and {len(self.variables) - len(shown)} more")
-        for key, value in self.details.items():
-            lines.append(f"  {key.replace('_', ' '):<13}: {value}")
-        if self.metadata:
-            lines.append(f"  metadata     : {_truncate(repr(self.metadata), 200)}")
-        return "\n".join(lines)
-
-
-@dataclass(frozen=True)
-class RoundtripReport:
-    """The result of :func:`roundtrip`.
-
-    Attributes
-    ----------
-    ok : bool
-        True if every compared output agreed within the tolerances.
-    max_abs_diff : float
-        The largest absolute difference over all compared outputs.
-    compared : dict
-        Method name (``"predict"``, ``"predict_proba"``) → its largest absolute difference.
-    format : str
-        The format the object went through.
-    size : int
-        The saved file's size in bytes.
-    """
-
-    ok: bool
-    max_abs_diff: float
-    compared: dict[str, float]
-    format: str
-    size: int
+__all__ = ["save", "load", "inspect", "verify"]
 
 
 def save(
@@ -169,8 +43,9 @@ def save(
     compress: Any = None,
     overwrite: bool = True,
     key: bytes | str | None = None,
+    sha256: bool = False,
 ) -> Path:
-    """Save ``obj`` atomically, with a manifest beside it.
+    """Save ``obj`` atomically, with a signed manifest beside it.
 
     Parameters
     ----------
@@ -178,19 +53,25 @@ def save(
         Keras models go to ``.keras``, or to ``.safetensors`` (faster for large
         models); everything else to ``.joblib``, or to ``.skops`` for
         scikit-learn objects that must load without pickle.
-    path : str or os.PathLike
-        The target file. Its suffix chooses the format.
+    path : str, bytes or os.PathLike
+        The target file; ``~`` is expanded. Its suffix, in any letter case,
+        chooses the format.
     metadata : dict, optional
-        JSON-serialisable facts to keep in the manifest (epoch, score, ...).
+        JSON-serialisable facts to keep in the manifest (epoch, score, ...);
+        keys must be strings.
     compress : int, str or tuple, optional
-        Passed to :func:`joblib.dump` for ``.joblib`` files; must be None for
-        ``.keras`` and ``.safetensors``.
+        ``.joblib``: a level 0-9, a compressor name or a ``(name, level)``
+        pair, as :func:`joblib.dump` takes. ``.skops``: a zip level 0-9.
+        Other formats take none.
     overwrite : bool, default True
-        If False and ``path`` exists, raise :class:`FileExistsError`.
+        If False and ``path`` exists, raise :class:`nnsave.TargetExistsError`.
     key : bytes or str, optional
-        Sign the manifest with HMAC-SHA256 under this key (default: the
-        ``NNSAVE_KEY`` environment variable, if set). Whoever loads with the
-        same key knows the file came from a key holder and is unchanged.
+        Sign the manifest with this key instead of your per-user key (the
+        ``NNSAVE_KEY`` environment variable does the same). Share a key with
+        the people whose files you load.
+    sha256 : bool, default False
+        Also record the payload's SHA-256 (for ``sha256sum`` and for pins);
+        the BLAKE3 digest is always recorded.
 
     Returns
     -------
@@ -202,14 +83,27 @@ def save(
     FormatError
         The suffix is unknown or does not fit the object.
     UnsupportedObjectError
-        No format can hold the object.
-    TypeError
-        ``metadata`` is not JSON-serialisable.
+        No format can hold the object, or this format cannot hold all of it.
+    InvalidArgumentError
+        ``metadata`` or ``compress`` cannot be used as given.
+    MissingDependencyError
+        The format needs a library that is not installed (the message names
+        the extra to install).
+    TargetExistsError, UnwritableError, FileMissingError, DirectoryGivenError
+        The target exists and ``overwrite=False``; its directory cannot be
+        written, or does not exist; or the path is a directory.
+
+    Warns
+    -----
+    UnportableObjectWarning
+        The object uses classes or functions from ``__main__``, which another
+        process cannot import.
 
     Notes
     -----
     The payload and the manifest are written to temporary files in the same
-    directory, fsynced, then renamed into place. If anything fails first, the
+    directory, fsynced, then renamed into place, under a lock that every
+    nnsave writer of that directory takes. If anything fails first, the
     previous files under ``path`` are left intact and nothing else remains.
 
     Examples
@@ -221,85 +115,100 @@ def save(
     >>> nnsave.load(folder / "arrays.joblib")["w"]
     array([0, 1, 2])
     """
-    path = Path(path)
-    handler = handler_for_path(path)
-    signing_key = resolve_key(key)
+    target = user_path(path)
+    handler = handler_for_path(target)
     if not handler.claims(obj):
         owner = handler_for_object(obj)
-        suggestion = path.with_suffix(owner.suffixes[0]).name
         raise FormatError(
-            f"{path}: a {class_path(obj)} is saved as {owner.suffixes[0]}, not "
-            f"{path.suffix}. Nothing was written; save it to {suggestion!r} instead."
+            f"{target}: a {class_path(obj)} is saved as {owner.suffixes[0]}, not "
+            f"{target.suffix}. Nothing was written; save it to "
+            f"{target.with_suffix(owner.suffixes[0]).name!r} instead."
         )
-    user_metadata = check_metadata(metadata)
-    if path.is_dir():
-        raise IsADirectoryError(errno.EISDIR, f"{path} is a directory; give a file name such as {path / ('model' + handler.suffixes[0])}", str(path))
-    if not path.parent.is_dir():
-        raise FileNotFoundError(errno.ENOENT, f"The directory {path.parent} does not exist; create it first", str(path.parent))
-    if not overwrite and path.exists():
-        raise FileExistsError(errno.EEXIST, f"{path} exists and overwrite=False; choose another name or pass overwrite=True", str(path))
-    clean_directory(path.parent)
-    with storage.atomic_write() as transaction:
-        digest = handler.write(obj, transaction, path, compress=compress)
+    handler.require_modules(target, "Saving")
+    options = SaveOptions(compress=compress)
+    handler.check_save_options(target, options)
+    user_metadata = check_metadata(metadata, target)
+    if not isinstance(overwrite, bool):
+        raise InvalidArgumentError(f"{target}: overwrite must be True or False, not {overwrite!r}.")
+    if target.is_dir():
+        raise DirectoryGivenError(
+            f"{target} is a directory; give a file name such as {target / ('model' + handler.suffixes[0])}.",
+            str(target),
+        )
+    if not target.parent.is_dir():
+        raise FileMissingError(f"The directory {target.parent} does not exist; create it first.", str(target.parent))
+    for message in handler.check_saveable(obj, target):
+        warnings.warn(message, UnportableObjectWarning, stacklevel=2)
+    signing_key = keys.resolve_key(key, create=True)
+    assert signing_key is not None  # created on demand
+
+    def describe(digest: Any) -> Manifest:
         manifest = build_manifest(
             format_name=handler.name,
-            sha256=digest.sha256,
-            size=digest.size,
+            digest=digest,
             class_path=class_path(obj),
+            versions={**installed_versions(handler.versions(obj)), **handler.extra_versions(obj)},
             metadata=user_metadata,
+            expects=handler.expects(obj),
             nnsave_version=__version__,
         )
-        if signing_key is not None:
-            manifest = manifest.signed_with(signing_key)
-        transaction.write_bytes(manifest_path(path), manifest.to_json().encode("utf-8"))
-    return path
+        return keys.sign(manifest, signing_key)
+
+    artifact.write_pair(
+        target,
+        lambda pending: handler.write(obj, pending, target, options),
+        describe,
+        overwrite=overwrite,
+        algorithms=(DEFAULT_ALGORITHM, "sha256") if sha256 else (DEFAULT_ALGORITHM,),
+    )
+    return target
 
 
 def load(
     path: PathLike,
     *,
     trusted: bool = False,
-    verify: bool = True,
+    trusted_types: Sequence[str] = (),
     safe_mode: bool = True,
     compile: bool = True,
+    custom_objects: Mapping[str, Any] | None = None,
     mmap_mode: str | None = None,
     key: bytes | str | None = None,
     expected_sha256: str | None = None,
-    trusted_types: Sequence[str] = (),
 ) -> Any:
     """Verify a saved file against its manifest and load it.
 
+    The file is opened once; the bytes that are hashed are the bytes that
+    are deserialised, and nothing is deserialised before the check.
+
     Parameters
     ----------
-    path : str or os.PathLike
+    path : str, bytes or os.PathLike
         A ``.keras``, ``.safetensors``, ``.joblib`` or ``.skops`` file.
     trusted : bool, default False
-        Vouch for a file whose loading can run code (joblib and pickle files,
-        or Keras files with ``safe_mode=False``) when it has no manifest or is
-        not verified. Pass True only for files you made yourself.
-    verify : bool, default True
-        Check the payload's size and sha256 against the manifest. For a file
-        whose loading can run code (a pickle, or Keras with
-        ``safe_mode=False``), and whenever ``key`` or ``expected_sha256`` is
-        given, the check comes first; otherwise the hash is computed in a
-        helper thread while the file loads, and an object whose file fails
-        is discarded, never returned.
-    safe_mode : bool, default True
-        Keras's safe mode: refuse Lambda layers and other Python bytecode.
-    compile : bool, default True
-        Compile a Keras model after loading (restores the optimizer).
-    mmap_mode : {None, 'r', 'r+', 'c'}
-        Memory-map numpy arrays of an uncompressed joblib file.
-    key : bytes or str, optional
-        Require a manifest signed under this key (default: the ``NNSAVE_KEY``
-        environment variable, if set); a missing or wrong signature raises
-        :class:`UntrustedFileError` before anything is deserialised.
-    expected_sha256 : str, optional
-        Require the payload to have exactly this hash, for files shared by
-        hash. A match vouches for the file even without a manifest.
+        Vouch for a file whose loading can run code when nothing else does.
+        Pass True only for files whose author you trust.
     trusted_types : sequence of str, optional
-        For ``.skops`` files: types outside skops's safe set that may be built
-        (``nnsave.inspect`` lists them).
+        ``.skops`` files: types outside skops's safe set that may be built
+        (:func:`inspect` lists them).
+    safe_mode : bool, default True
+        Keras: refuse configs that hold code (``Lambda``) or reach outside the
+        file (``TFSMLayer``, vocabularies read from paths), whatever
+        ``keras.config.enable_unsafe_deserialization()`` says. With False, the
+        file can run code, so it must be vouched for.
+    compile : bool, default True
+        Keras: compile the model after loading (restores the optimizer).
+    custom_objects : dict, optional
+        Keras: classes and functions the config names, as in
+        ``keras.saving.load_model``.
+    mmap_mode : {None, 'r', 'r+', 'c'}
+        ``.joblib``: memory-map the arrays of an uncompressed file.
+    key : bytes or str, optional
+        Accept only manifests signed with this key (default: ``NNSAVE_KEY`` if
+        set). A valid signature vouches for the file.
+    expected_sha256 : str, optional
+        Require the payload to have exactly this SHA-256, for files shared by
+        hash. A match vouches for the file, even without a manifest.
 
     Returns
     -------
@@ -308,133 +217,100 @@ def load(
 
     Raises
     ------
-    FileNotFoundError, IsADirectoryError
-        The path is missing, or a directory.
+    FileMissingError, DirectoryGivenError, NotAFileError
+        The path is missing, a directory, or not a regular file.
     IntegrityError
-        The payload does not match its manifest, or the manifest is damaged.
+        The payload does not match its manifest or ``expected_sha256``, or the
+        manifest is damaged. ``error.problem`` says how.
     UntrustedFileError
-        Loading could run code and nobody vouched for the file, or a key was
-        given and the signature is missing or wrong.
-    FormatError
-        The suffix is unknown or the bytes are not of that format.
-
-    Notes
-    -----
-    Hashing a large file takes about a second per 1.4 GB. The digest of an
-    unchanged file of 64 MiB or more is remembered in a per-user cache
-    (:mod:`nnsave.digest_cache`), keyed by its device, inode, size, mtime
-    and ctime, so loading it again skips the hash. Any write to the file
-    changes its ctime and forces a full hash; :func:`verify` always re-reads
-    the bytes. ``NNSAVE_DIGEST_CACHE=0`` turns the cache off.
-
-    The trust model: a manifest's hash proves the bytes are those nnsave wrote,
-    not who wrote them; a signature proves they come from a key holder;
-    ``expected_sha256`` pins one known file. None of them makes a malicious
-    file written by a trusted party safe, and ``trusted=True`` switches the
-    checks on code execution off: use it only for your own files.
+        Loading could run code or reach outside the file, and nobody vouched
+        for it; or a key was named and the signature is missing or wrong.
+    FormatError, UnknownClassError
+        The bytes are not of that format, or name a class this process does
+        not know.
+    InvalidArgumentError
+        An argument does not apply to this format.
 
     Warns
     -----
     VersionMismatchWarning
         The file was saved with library versions that matter and differ.
     UnverifiedFileWarning
-        A ``.keras`` file without a manifest was loaded unverified.
+        A file without a manifest was loaded unverified.
+
+    Notes
+    -----
+    What each check proves: the manifest's digest, that these are the bytes
+    that were saved; its signature, that a holder of your key saved them;
+    ``expected_sha256``, that this is the very file you were told about.
+    None of them makes a file safe whose author meant harm.
+
+    A digest of an unchanged file of 64 MiB or more, owned by you, is
+    remembered in a private per-user cache keyed by the open file's device,
+    inode, size, mtime and ctime (:mod:`nnsave.digest_cache`);
+    ``NNSAVE_DIGEST_CACHE=0`` turns it off, and :func:`verify` always hashes.
     """
-    path = _existing_file(path)
-    handler = handler_for_path(path)
-    signing_key = resolve_key(key)
-    options = LoadOptions(safe_mode=safe_mode, compile=compile, mmap_mode=mmap_mode)
-    # When the hash decides nothing about trust, it can run beside the read.
-    if verify and signing_key is None and expected_sha256 is None and not handler.runs_code_on_load(options):
-        loaded = _load_while_hashing(path, handler, options, trusted=trusted, trusted_types=trusted_types)
-        if loaded is not None:
-            return loaded[0]
-    manifest = None
-    verification = Verification.SKIPPED
-    wants_manifest = verify or signing_key is not None
-    if wants_manifest or expected_sha256 is not None:
-        manifest, digest, problem = _checked_snapshot(path, handler, read_manifest=wants_manifest)
-        if signing_key is not None:
-            check_signature(path, manifest, signing_key)
-        if problem:
-            raise IntegrityError(_integrity_message(path, problem))
-        if manifest is not None:
-            verification = Verification.VERIFIED
-        elif wants_manifest:
-            verification = Verification.NO_MANIFEST
-        if expected_sha256 is not None:
-            if digest.sha256 != expected_sha256.strip().lower():
-                raise IntegrityError(
-                    f"{path} is not the file you expected: its sha256 is {digest.sha256}, "
-                    f"expected_sha256 is {expected_sha256}. Do not use it; fetch the file again."
-                )
-            if verification is not Verification.VERIFIED:
-                verification = Verification.PINNED
-    handler.check_signature(path)
-    options = authorize_load(
-        path, handler, options, verification=verification, trusted=trusted, trusted_types=trusted_types
+    target = user_path(path)
+    handler = handler_for_path(target)
+    approved = _types(trusted_types, target)
+    options = LoadOptions(safe_mode=safe_mode, compile=compile, custom_objects=custom_objects, mmap_mode=mmap_mode)
+    for name, value in (("trusted", trusted), ("safe_mode", safe_mode), ("compile", compile)):
+        if not isinstance(value, bool):
+            raise InvalidArgumentError(f"{target}: {name} must be True or False, not {value!r}.")
+    handler.check_load_options(target, options, approved)
+    pin = _pin(expected_sha256, target)
+    signing_key = keys.resolve_key(key, create=False)
+    request = trust.Request(
+        trusted=trusted,
+        trusted_types=approved,
+        safe_mode=safe_mode,
+        key_named=signing_key is not None and signing_key.named_by_caller,
+        memory_map=mmap_mode is not None,
     )
-    if verification is Verification.NO_MANIFEST:
-        warnings.warn(
-            f"{path} has no nnsave manifest, so it was loaded without an integrity "
-            "check. Save it with nnsave.save to add one.",
-            UnverifiedFileWarning,
-            stacklevel=2,
+    handler.require_modules(target, "Loading")
+    with artifact.checked_pair(target, format_name=handler.name, extra_algorithms=("sha256",) if pin else ()) as check:
+        evidence = trust.Evidence(
+            integrity=check.integrity,
+            signature=keys.check_signature(check.manifest, signing_key),
+            pin=_pin_status(pin, check.digest.sha256),
+            others_can_write=check.others_can_write,
+            problem=check.problem,
         )
-    if manifest is not None:
-        _warn_on_version_mismatch(path, handler, manifest)
-    return handler.read(path, options)
-
-
-def _load_while_hashing(
-    path: Path, handler: FormatHandler, options: LoadOptions, *, trusted: bool, trusted_types: Sequence[str]
-) -> tuple[Any] | None:
-    """Read a file whose loading runs no code while a helper thread hashes it.
-
-    Only for formats where the hash authorises nothing (``.keras`` and
-    ``.safetensors`` in safe mode, ``.skops``): the object is built from bytes not yet checked, and discarded if
-    the hash then disagrees with the manifest. The shared directory lock is
-    held throughout, so the bytes hashed are the bytes read. Returns None,
-    having built nothing that escapes, when the careful order must decide:
-    no manifest, a mismatch (a torn save to roll forward, or damage to
-    report), or a read that failed on a file that does not verify.
-    """
-    with storage.directory_lock(path.parent, shared=True):
-        manifest = _read_manifest(path)
-        if manifest is None:
-            return None
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="nnsave-verify") as hasher:
-            hashing = hasher.submit(digest_cache.file_digest, path)
-            try:
-                handler.check_signature(path)
-                approved = authorize_load(
-                    path, handler, options, verification=Verification.SKIPPED, trusted=trusted,
-                    trusted_types=trusted_types,
-                )
-                _warn_on_version_mismatch(path, handler, manifest, stacklevel=4)
-                loaded = (handler.read(path, approved),)
-            except Exception:
-                if _mismatch(path, handler, manifest, hashing.result()) is None:
-                    raise
-                return None
-            if _mismatch(path, handler, manifest, hashing.result()) is not None:
-                return None
-    return loaded
+        facts = FileFacts(runs_code=True)  # unread bytes of a mismatched file are assumed the worst
+        if check.integrity is not trust.Integrity.MISMATCH and evidence.pin is not trust.PinStatus.MISMATCH:
+            handler.check_magic(check.handle.head(16), target)
+            facts = handler.facts(check.payload(), options)
+        decision = trust.decide(facts, evidence, request)
+        if not decision.allowed:
+            detail = check.detail or ""
+            if decision.reason is trust.Reason.PIN_MISMATCH:
+                detail = f"its SHA-256 is {check.digest.sha256}, expected_sha256 is {expected_sha256}"
+            raise trust.refusal(target, decision, facts, evidence, request, signing_key, detail=detail)
+        if decision.unverified:
+            warnings.warn(
+                f"{target} has no nnsave manifest, so it was loaded without an integrity "
+                "check. Save it with nnsave.save to add one.",
+                UnverifiedFileWarning,
+                stacklevel=2,
+            )
+        if check.manifest is not None:
+            _warn_on_version_mismatch(target, handler, check.manifest)
+        return handler.read(check.payload(), replace(options, approved_types=decision.approved_types))
 
 
 def inspect(path: PathLike) -> ArtifactInfo:
     """Describe a saved file without deserialising it.
 
-    Nothing is unpickled and no model is built: the hash is compared with the
-    manifest, and for ``.keras`` files the layers and parameter count are read
-    from the archive's config and weights file.
+    Nothing is unpickled and no model is built: the payload is compared with
+    its manifest, the signature is checked against your key, and for Keras
+    files the layers and parameter count are read from the archive.
 
     Parameters
     ----------
-    path : str or os.PathLike
-        A ``.keras`` or ``.joblib`` file, or a TensorFlow checkpoint prefix
-        (``model.ckpt-95``, with ``.index`` and ``.data-*`` files beside it),
-        whose variables are listed; that needs TensorFlow.
+    path : str, bytes or os.PathLike
+        A saved file, or a TensorFlow checkpoint prefix (``model.ckpt-95``,
+        with ``.index`` and ``.data-*`` files beside it), whose variables are
+        listed; that needs TensorFlow.
 
     Returns
     -------
@@ -445,51 +321,64 @@ def inspect(path: PathLike) -> ArtifactInfo:
     >>> import nnsave, tempfile, pathlib
     >>> target = pathlib.Path(tempfile.mkdtemp()) / "numbers.joblib"
     >>> info = nnsave.inspect(nnsave.save([1, 2, 3], target))
-    >>> info.format, info.hash_status, info.class_path
-    ('joblib', 'verified', 'builtins.list')
+    >>> info.format, info.integrity.value, info.class_path
+    ('joblib', 'intact', 'builtins.list')
     """
     return _inspect(path, rehash=False)
 
 
+def verify(path: PathLike) -> ArtifactInfo:
+    """Like :func:`inspect`, but hash every byte and raise unless the file matches its manifest.
+
+    Raises
+    ------
+    IntegrityError
+        The file does not match its manifest, the manifest is damaged, or
+        there is no manifest to verify against.
+    """
+    info = _inspect(path, rehash=True)
+    if info.integrity is trust.Integrity.NO_MANIFEST:
+        raise IntegrityError(
+            f"{info.path} has no manifest ({manifest_path(info.path).name}), so it "
+            "cannot be verified. Save it with nnsave.save to write one."
+        )
+    if info.integrity is not trust.Integrity.INTACT:
+        raise IntegrityError(info.problem or f"{info.path} does not match its manifest.")
+    return info
+
+
 def _inspect(path: PathLike, *, rehash: bool) -> ArtifactInfo:
-    prefix = legacy.tf_checkpoint_prefix(path)
+    target = user_path(path)
+    prefix = legacy.tf_checkpoint_prefix(target)
     if prefix is not None:
         return _inspect_tf_checkpoint(prefix)
-    path = _existing_file(path)
-    handler = handler_for_path(path)
-    try:
-        manifest, digest, problem = _checked_snapshot(path, handler, read_manifest=True, rehash=rehash)
-    except IntegrityError as error:
-        manifest, problem, digest = None, str(error), storage.hash_file(path)
-        status = Verification.MISMATCH
-    else:
-        if manifest is None:
-            status = Verification.NO_MANIFEST
-        else:
-            status = Verification.MISMATCH if problem else Verification.VERIFIED
-    # The bytes of a mismatched file are not what was saved: report the
-    # mismatch and leave them unparsed.
-    details = {}
-    if status is not Verification.MISMATCH:
-        handler.check_signature(path)
-        details = handler.describe(path)
-    layers = details.pop("layers", None)
-    parameter_count = details.pop("parameter_count", None)
-    return ArtifactInfo(
-        path=path,
-        format=handler.name,
-        size=digest.size,
-        hash_status=status.value,
-        sha256=digest.sha256,
-        problem=problem,
-        class_path=manifest.class_path if manifest else None,
-        versions=dict(manifest.versions) if manifest else {},
-        metadata=dict(manifest.metadata) if manifest else {},
-        created_utc=manifest.created_utc if manifest else None,
-        layers=layers,
-        parameter_count=parameter_count,
-        details={key: value for key, value in details.items() if value is not None},
-    )
+    handler = handler_for_path(target)
+    signing_key = keys.resolve_key(None, create=False)
+    with artifact.checked_pair(target, format_name=handler.name, rehash=rehash) as check:
+        manifest = check.manifest
+        details: dict[str, Any] = {}
+        # The bytes of a mismatched file are not what was saved: report the
+        # mismatch and leave them unparsed.
+        if check.integrity is not trust.Integrity.MISMATCH:
+            handler.check_magic(check.handle.head(16), target)
+            details = handler.describe(check.payload())
+        return ArtifactInfo(
+            path=target,
+            format=handler.name,
+            size=check.digest.size,
+            integrity=check.integrity,
+            signature=keys.check_signature(manifest, signing_key),
+            digests=dict(check.digest.values),
+            problem=check.detail,
+            class_path=manifest.class_path if manifest else None,
+            versions=dict(manifest.versions) if manifest else {},
+            expects=dict(manifest.expects) if manifest else {},
+            metadata=dict(manifest.metadata) if manifest else {},
+            created_utc=manifest.created_utc if manifest else None,
+            layers=details.pop("layers", None),
+            parameter_count=details.pop("parameter_count", None),
+            details={name: value for name, value in details.items() if value is not None},
+        )
 
 
 def _inspect_tf_checkpoint(prefix: Path) -> ArtifactInfo:
@@ -498,197 +387,45 @@ def _inspect_tf_checkpoint(prefix: Path) -> ArtifactInfo:
         path=prefix,
         format="tf-checkpoint",
         size=facts["size"],
-        hash_status=Verification.NO_MANIFEST.value,
-        sha256="",
+        integrity=trust.Integrity.NO_MANIFEST,
         problem="TensorFlow checkpoints carry no nnsave manifest",
         details={"kind": facts["kind"], "files": facts["files"]},
         variables=facts["variables"],
     )
 
 
-def verify(path: PathLike) -> ArtifactInfo:
-    """Like :func:`inspect`, but raise :class:`IntegrityError` unless the file verifies.
-
-    A file without a manifest cannot be verified, so it raises too.
-    """
-    info = _inspect(path, rehash=True)
-    if info.hash_status == Verification.NO_MANIFEST.value:
-        raise IntegrityError(
-            f"{info.path} has no manifest ({manifest_path(info.path).name}), so it "
-            "cannot be verified. Save it with nnsave.save to write one."
+def _types(trusted_types: Any, target: Path) -> tuple[str, ...]:
+    if isinstance(trusted_types, (str, bytes)) or not all(isinstance(t, str) for t in trusted_types):
+        raise InvalidArgumentError(
+            f"{target}: trusted_types must be a list of type names such as "
+            f"['numpy.float64'], not {trusted_types!r}."
         )
-    if info.hash_status != Verification.VERIFIED.value:
-        raise IntegrityError(_integrity_message(info.path, info.problem or "unknown"))
-    return info
+    return tuple(trusted_types)
 
 
-def roundtrip(obj: Any, X: Any, *, rtol: float = 0.0, atol: float = 0.0) -> RoundtripReport:
-    """Save ``obj`` to a temporary file, load it back and compare its predictions.
-
-    Parameters
-    ----------
-    obj : keras.Model or estimator
-        Anything with ``predict``; ``predict_proba`` is compared too where present.
-    X : array-like
-        Inputs to predict on.
-    rtol, atol : float, default 0.0
-        Tolerances as in :func:`numpy.allclose`; the defaults demand equality.
-
-    Returns
-    -------
-    RoundtripReport
-    """
-    if not callable(getattr(obj, "predict", None)):
-        raise TypeError(f"roundtrip compares predictions, but a {class_path(obj)} has no predict method.")
-    handler = handler_for_object(obj)
-    methods = [m for m in ("predict", "predict_proba") if callable(getattr(obj, m, None))]
-    with tempfile.TemporaryDirectory(prefix="nnsave-roundtrip-") as folder:
-        path = save(obj, Path(folder) / f"roundtrip{handler.suffixes[0]}")
-        size = path.stat().st_size
-        restored = load(path)
-        is_keras = handler.name == "keras"
-        outputs = {
-            method: (_predict(obj, method, X, is_keras), _predict(restored, method, X, is_keras))
-            for method in methods
-        }
-    compared = {method: _largest_difference(*pair) for method, pair in outputs.items()}
-    ok = all(_agree(*pair, rtol, atol) for pair in outputs.values())
-    return RoundtripReport(ok=ok, max_abs_diff=max(compared.values()), compared=compared, format=handler.name, size=size)
-
-
-def _predict(model: Any, method: str, X: Any, is_keras: bool) -> np.ndarray:
-    function = getattr(model, method)
-    return np.asarray(function(X, verbose=0) if is_keras else function(X))
-
-
-def _largest_difference(before: np.ndarray, after: np.ndarray) -> float:
-    if before.shape != after.shape:
-        return float("inf")
-    if before.dtype.kind not in "biuf" or after.dtype.kind not in "biuf":
-        return 0.0 if np.array_equal(before, after) else float("inf")
-    difference = np.abs(before.astype(np.float64) - after.astype(np.float64))
-    return float(np.max(difference, initial=0.0))
-
-
-def _agree(before: np.ndarray, after: np.ndarray, rtol: float, atol: float) -> bool:
-    if before.shape != after.shape:
-        return False
-    if before.dtype.kind not in "biuf" or after.dtype.kind not in "biuf":
-        return bool(np.array_equal(before, after))
-    return bool(np.allclose(before, after, rtol=rtol, atol=atol, equal_nan=True))
-
-
-def _existing_file(path: PathLike) -> Path:
-    path = Path(path)
-    if path.is_dir():
-        raise IsADirectoryError(
-            errno.EISDIR,
-            f"{path} is a directory, but a saved model file was expected. For a "
-            "checkpoint directory use nnsave.latest_checkpoint(directory)",
-            str(path),
-        )
-    if not path.exists():
-        raise FileNotFoundError(errno.ENOENT, f"No such file: {path}. Check the path and the current directory", str(path))
-    return path
-
-
-def clean_directory(directory: PathLike) -> list[Path]:
-    """Finish or discard what interrupted saves left in ``directory``.
-
-    A save killed between its two renames leaves the new payload beside the
-    old manifest, with the new manifest complete (fsynced) under its staging
-    name: that save is rolled forward. Every other leftover staging file is
-    removed. Files that a live process is still writing are left alone.
-    Returns the staging files handled.
-    """
-    handled = []
-    for staging, target in storage.stale_temporaries(Path(directory)):
-        if target.name.endswith(MANIFEST_SUFFIX) and _completes_torn_save(staging, target):
-            storage.publish(staging, target)
-        else:
-            storage.remove_temporary(staging)
-        handled.append(staging)
-    return handled
-
-
-def _completes_torn_save(staged_manifest: Path, target: Path) -> bool:
-    payload = target.with_name(target.name[: -len(MANIFEST_SUFFIX)])
-    try:
-        manifest = parse_manifest(storage.read_small_file(staged_manifest, MAX_MANIFEST_BYTES), source=staged_manifest)
-        return payload.exists() and storage.hash_file(payload) == storage.Digest(manifest.sha256, manifest.size)
-    except (IntegrityError, ValueError, OSError):
-        return False
-
-
-def _checked_snapshot(
-    path: Path, handler: FormatHandler, *, read_manifest: bool, rehash: bool = False
-) -> tuple[Manifest | None, storage.Digest, str | None]:
-    """The manifest, the payload's digest, and any mismatch, read as one consistent pair.
-
-    The shared directory lock keeps a concurrent save from renaming one file
-    of the pair between the two reads. A mismatch may be a save that was
-    killed between its renames, so the directory is cleaned and read again.
-    The digest of an unchanged large file may come from the digest cache,
-    unless ``rehash`` asks for the bytes to be read again.
-    """
-    manifest, digest, problem = _read_pair(path, handler, read_manifest=read_manifest, rehash=rehash)
-    # A missing manifest may also be a first save killed between its renames.
-    unfinished = problem is not None or (read_manifest and manifest is None)
-    if unfinished and clean_directory(path.parent):
-        manifest, digest, problem = _read_pair(path, handler, read_manifest=read_manifest, rehash=rehash)
-    return manifest, digest, problem
-
-
-def _read_pair(
-    path: Path, handler: FormatHandler, *, read_manifest: bool, rehash: bool
-) -> tuple[Manifest | None, storage.Digest, str | None]:
-    with storage.directory_lock(path.parent, shared=True):
-        manifest = _read_manifest(path) if read_manifest else None
-        digest = digest_cache.file_digest(path, refresh=rehash)
-    return manifest, digest, _mismatch(path, handler, manifest, digest) if manifest else None
-
-
-def _read_manifest(path: Path) -> Manifest | None:
-    location = manifest_path(path)
-    if not location.exists():
+def _pin(expected_sha256: Any, target: Path) -> str | None:
+    if expected_sha256 is None:
         return None
-    try:
-        data = storage.read_small_file(location, MAX_MANIFEST_BYTES)
-    except (ValueError, IsADirectoryError) as error:
-        raise IntegrityError(
-            f"The manifest {location} is damaged ({error}). Restore it, or re-save the model."
-        ) from None
-    return parse_manifest(data, source=location)
+    pin = expected_sha256.strip().lower() if isinstance(expected_sha256, str) else None
+    if not is_hex_digest(pin):
+        raise InvalidArgumentError(
+            f"{target}: expected_sha256 must be 64 hex digits (what sha256sum prints), "
+            f"not {expected_sha256!r}."
+        )
+    return pin
 
 
-def _mismatch(
-    path: Path, handler: FormatHandler, manifest: Manifest, digest: storage.Digest | None = None
-) -> str | None:
-    if manifest.format != handler.name:
-        return f"the manifest describes a {manifest.format} file, but {path.name} is a {handler.name} file"
-    size = digest.size if digest else path.stat().st_size
-    if size != manifest.size:
-        kind = "truncated" if size < manifest.size else "extended"
-        return f"size is {size} bytes, expected {manifest.size} ({kind})"
-    actual = (digest or storage.hash_file(path)).sha256
-    if actual != manifest.sha256:
-        return f"sha256 is {actual}, expected {manifest.sha256}"
-    return None
+def _pin_status(pin: str | None, actual: str | None) -> trust.PinStatus:
+    if pin is None:
+        return trust.PinStatus.NONE
+    return trust.PinStatus.MATCH if actual == pin else trust.PinStatus.MISMATCH
 
 
-def _integrity_message(path: Path, problem: str) -> str:
-    return (
-        f"{path} does not match its manifest {manifest_path(path).name}: {problem}. "
-        "The file was changed or damaged after it was saved; do not use it. "
-        "Restore it from a backup or save the model again."
-    )
-
-
-def _warn_on_version_mismatch(
-    path: Path, handler: FormatHandler, manifest: Manifest, *, stacklevel: int = 3
-) -> None:
+def _warn_on_version_mismatch(path: Path, handler: FormatHandler, manifest: Manifest) -> None:
     mismatches = version_mismatches(
-        manifest.versions, installed_versions(), strictness=handler.strictness_for(manifest.class_path)
+        manifest.versions,
+        installed_versions(list(manifest.versions)),
+        strictness=handler.strictness_for(manifest.class_path),
     )
     for name, saved, installed in mismatches:
         warnings.warn(
@@ -696,20 +433,5 @@ def _warn_on_version_mismatch(
             f"Loading across these versions is not supported by {name}; if results look "
             f"wrong, install {name}=={saved} or re-train and save with {installed}.",
             VersionMismatchWarning,
-            stacklevel=stacklevel,
+            stacklevel=3,
         )
-
-
-def _human_size(size: int) -> str:
-    if size < 1024:
-        return f"{size} B"
-    value = size / 1024
-    for unit in ("KB", "MB"):
-        if value < 1024:
-            return f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{value:.1f} GB"
-
-
-def _truncate(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 3] + "..."

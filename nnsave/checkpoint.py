@@ -42,7 +42,9 @@ from typing import Any, TypeVar
 import functools
 from typing import TYPE_CHECKING
 
-from . import api, legacy, storage
+from . import api, artifact, legacy, storage
+from .report import ArtifactInfo
+from .trust import Integrity
 from .errors import FormatError, IntegrityError, NNSaveError
 
 __all__ = [
@@ -275,8 +277,8 @@ def _read_index(directory: Path) -> _Index | None:
 
 
 def _write_index(directory: Path, index: _Index) -> None:
-    with storage.atomic_write() as transaction:
-        transaction.write_bytes(directory / INDEX_NAME, _index_document(index).encode("utf-8"))
+    with storage.transaction(directory) as pending:
+        pending.write_bytes(directory / INDEX_NAME, _index_document(index).encode("utf-8"))
 
 
 def _best_of(entries: Sequence[CheckpointEntry], mode: str) -> str | None:
@@ -383,7 +385,8 @@ class _Checkpointer:
 
     def on_train_begin(self, logs: Mapping[str, Any] | None = None) -> None:
         storage.make_directory(self.directory)
-        api.clean_directory(self.directory)
+        with storage.directory_lock(self.directory):
+            artifact.recover(self.directory)
         self._entries = self._existing_entries()
 
     def on_epoch_end(self, epoch: int, logs: Mapping[str, Any] | None = None) -> None:
@@ -419,7 +422,7 @@ class _Checkpointer:
         best = _best_of(kept, self.mode) if self.monitor else None
         _write_index(self.directory, _Index(kept, name, best, self.monitor, self.mode))
         for entry in dropped:
-            storage.remove_artifact(self.directory / entry.file)
+            artifact.remove_pair(self.directory / entry.file)
         self._entries = kept
         return path
 
@@ -453,7 +456,7 @@ class _Checkpointer:
         # between, the index names missing files, which readers skip, rather
         # than leaving checkpoints of an abandoned run that look newest.
         for name in later:
-            storage.remove_artifact(self.directory / name)
+            artifact.remove_pair(self.directory / name)
         self._entries = [entry for entry in self._entries if entry.epoch <= epoch]
 
     def _existing_entries(self) -> list[CheckpointEntry]:
@@ -603,7 +606,7 @@ class _Unusable(Exception):
     """This candidate cannot be used; the message says why."""
 
 
-def _check_candidate(candidate: _Candidate) -> api.ArtifactInfo | None:
+def _check_candidate(candidate: _Candidate) -> ArtifactInfo | None:
     """The verified facts of a usable candidate; :class:`_Unusable` otherwise."""
     if candidate.kind == "tf":
         _, problem = legacy.checkpoint_files(candidate.path)
@@ -617,18 +620,15 @@ def _check_candidate(candidate: _Candidate) -> api.ArtifactInfo | None:
         info = api.inspect(candidate.path)
     except (NNSaveError, OSError) as error:
         raise _Unusable(_first_sentence(str(error))) from None
-    if info.hash_status != "verified":
+    if info.integrity is not Integrity.INTACT:
         raise _Unusable(_short_problem(info))
     return info
 
 
-def _short_problem(info: api.ArtifactInfo) -> str:
-    if info.hash_status == "no manifest":
+def _short_problem(info: ArtifactInfo) -> str:
+    if info.integrity is Integrity.NO_MANIFEST:
         return "it has no manifest, so it cannot be verified"
-    problem = info.problem or info.hash_status
-    if problem.startswith("sha256"):
-        return "its sha256 differs from its manifest's (the bytes were changed)"
-    return f"it does not match its manifest ({problem})"
+    return f"it does not match its manifest ({_first_sentence(info.problem or 'mismatch')})"
 
 
 def _first_usable(survey: _Survey, use: Callable[[_Candidate], T]) -> tuple[_Candidate, T] | None:
@@ -656,25 +656,6 @@ def _first_usable(survey: _Survey, use: Callable[[_Candidate], T]) -> tuple[_Can
     return chosen
 
 
-def _holding_read_lock(function: Callable[..., T]) -> Callable[..., T]:
-    """Read a checkpoint directory under its shared lock.
-
-    A Checkpointer holds the exclusive lock while it saves, rewrites the index
-    and deletes old checkpoints; a reader that looked in between could find
-    the newest file gone and conclude that none is intact.
-    """
-
-    @functools.wraps(function)
-    def locked(directory: PathLike, *args: Any, **kwargs: Any) -> T:
-        if not Path(directory).is_dir():
-            return function(directory, *args, **kwargs)  # raises its own clear error
-        with storage.directory_lock(Path(directory), shared=True):
-            return function(directory, *args, **kwargs)
-
-    return locked
-
-
-@_holding_read_lock
 def latest_checkpoint(directory: PathLike) -> Path | None:
     """The newest usable checkpoint in ``directory``, or None if there is none.
 
@@ -720,7 +701,6 @@ def latest_checkpoint(directory: PathLike) -> Path | None:
     return found[0].path if found else None
 
 
-@_holding_read_lock
 def resume(directory: PathLike, *, trusted: bool = False) -> tuple[keras.Model, int]:
     """Load the newest usable checkpoint and the epoch to continue from.
 
@@ -840,7 +820,6 @@ class CheckpointStatus:
     best: bool = False
 
 
-@_holding_read_lock
 def list_checkpoints(directory: PathLike) -> list[CheckpointStatus]:
     """Describe every checkpoint in ``directory``, oldest first, verifying each.
 
@@ -893,13 +872,13 @@ def _status(candidate: _Candidate, index: _Index | None) -> CheckpointStatus:
     metric = metadata.get("monitor") or (index.monitor if index else None) or "loss"
     value = logs.get(metric)
     epoch = metadata.get("epoch", candidate.epoch)
-    problem = info.problem if info.hash_status != "verified" else None
-    if info.hash_status == "no manifest":
+    problem = info.problem if info.integrity is not Integrity.INTACT else None
+    if info.integrity is Integrity.NO_MANIFEST:
         problem = "no manifest"
     return CheckpointStatus(
         candidate.path, "keras", epoch if isinstance(epoch, int) else candidate.epoch, metric,
         value if isinstance(value, (int, float)) and not isinstance(value, bool) else None,
-        info.size, info.hash_status == "verified", problem,
+        info.size, info.integrity is Integrity.INTACT, problem,
         best=bool(index and index.best == candidate.path.name),
     )
 

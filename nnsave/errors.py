@@ -1,18 +1,38 @@
 """Exceptions and warnings raised by nnsave.
 
 Every error names the file it is about and says what the caller can do next.
+Each one also subclasses the builtin exception that the wrapped library raises
+for the same condition, so code written against Keras, joblib or the
+standard library (``except ValueError``, ``except FileNotFoundError``) keeps
+working when it calls nnsave instead.
 """
 
 from __future__ import annotations
 
+import enum
+
 __all__ = [
     "NNSaveError",
     "IntegrityError",
+    "Problem",
     "UntrustedFileError",
     "FormatError",
+    "UnknownClassError",
     "UnsupportedObjectError",
+    "InvalidArgumentError",
+    "MissingDependencyError",
+    "PathError",
+    "FileMissingError",
+    "NotAFileError",
+    "DirectoryGivenError",
+    "TargetExistsError",
+    "UnwritableError",
+    "UnreadableFileError",
+    "LockTimeoutError",
+    "KeyFileError",
     "VersionMismatchWarning",
     "UnverifiedFileWarning",
+    "UnportableObjectWarning",
 ]
 
 
@@ -20,20 +40,113 @@ class NNSaveError(Exception):
     """Base class of every error nnsave raises on purpose."""
 
 
-class IntegrityError(NNSaveError):
-    """The payload does not match its manifest, or the manifest is damaged."""
+class Problem(enum.Enum):
+    """Why a payload does not match its manifest."""
+
+    #: The payload is shorter than the manifest says: cut off while copying or saving.
+    TRUNCATED = "truncated"
+    #: The payload is longer than the manifest says.
+    EXTENDED = "extended"
+    #: Same size, different bytes: damaged or edited.
+    CHANGED = "changed"
+    #: The payload was written after its manifest, by something other than nnsave.
+    STALE_MANIFEST = "stale manifest"
+    #: The manifest describes a file of another format.
+    OTHER_FORMAT = "other format"
+    #: The manifest itself cannot be read.
+    DAMAGED_MANIFEST = "damaged manifest"
 
 
-class UntrustedFileError(NNSaveError):
-    """Loading the file could run code, and the caller has not vouched for it."""
+class IntegrityError(NNSaveError, ValueError):
+    """The payload does not match its manifest, or the manifest is damaged.
+
+    Attributes
+    ----------
+    problem : Problem or None
+        What kind of mismatch was found, when there is one.
+    """
+
+    def __init__(self, message: str, problem: Problem | None = None) -> None:
+        super().__init__(message)
+        self.problem = problem
 
 
-class FormatError(NNSaveError):
-    """The suffix is unknown, does not fit the object, or the file is not a model."""
+class UntrustedFileError(NNSaveError, ValueError):
+    """Loading the file could run code or reach outside it, and nobody vouched for it.
+
+    Keras raises ``ValueError`` when safe mode refuses a file; so does this.
+    """
+
+
+class FormatError(NNSaveError, ValueError):
+    """The suffix is unknown, does not fit the object, or the bytes are not of that format."""
+
+
+class UnknownClassError(FormatError, TypeError, AttributeError):
+    """The file names a class this process cannot find.
+
+    Keras raises ``TypeError`` for it and pickle ``AttributeError``; this is both.
+    """
 
 
 class UnsupportedObjectError(NNSaveError, TypeError):
-    """No format handler can save this kind of object."""
+    """No format can hold this object, or the chosen format cannot hold all of it."""
+
+
+class InvalidArgumentError(NNSaveError, ValueError, TypeError):
+    """An argument has a value or type that does not apply to this file or format.
+
+    It is both a ``ValueError`` and a ``TypeError``, so code that caught either
+    from the library nnsave wraps keeps working.
+    """
+
+
+class MissingDependencyError(NNSaveError, ModuleNotFoundError):
+    """A library that this format needs is not installed; the message names the extra."""
+
+
+class PathError(NNSaveError, OSError):
+    """The path does not name a regular file that nnsave can use."""
+
+    def __init__(self, message: str, filename: object = None) -> None:
+        super().__init__(message)
+        self.filename = filename
+
+
+class FileMissingError(PathError, FileNotFoundError):
+    """The file, or the directory it should be in, does not exist."""
+
+
+class NotAFileError(PathError):
+    """The path names something other than a regular file: a FIFO, a device, a socket."""
+
+
+class DirectoryGivenError(NotAFileError, IsADirectoryError):
+    """The path names a directory where a file was expected."""
+
+
+class TargetExistsError(PathError, FileExistsError):
+    """The target exists and ``overwrite=False`` was given."""
+
+
+class UnwritableError(PathError, PermissionError):
+    """The target's directory cannot be written (permissions, or a read-only file system)."""
+
+
+class UnreadableFileError(PathError, PermissionError):
+    """The file exists, but this user may not read it."""
+
+
+class LockTimeoutError(NNSaveError, TimeoutError):
+    """Another writer held the directory's lock for too long."""
+
+    def __init__(self, message: str, filename: object = None) -> None:
+        super().__init__(message)
+        self.filename = filename
+
+
+class KeyFileError(NNSaveError, PermissionError):
+    """The signing key file is unsafe (others can read or own it) or unreadable."""
 
 
 class VersionMismatchWarning(UserWarning):
@@ -42,3 +155,7 @@ class VersionMismatchWarning(UserWarning):
 
 class UnverifiedFileWarning(UserWarning):
     """The file was loaded without an integrity check (it has no manifest)."""
+
+
+class UnportableObjectWarning(UserWarning):
+    """The saved object refers to code that another process cannot import (``__main__``)."""

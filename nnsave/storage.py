@@ -1,86 +1,236 @@
-"""Atomic, hashed file IO: the only module that creates, renames or deletes files.
+"""Where bytes meet the local disk: the only module that creates, renames or deletes files.
 
-A save never writes under the final name. Each file is staged in a temporary
-file in the target's directory (so the final rename stays on one file system),
-hashed while it is written, flushed and fsynced, and only then moved into
-place with :func:`os.replace`. If anything fails before that, the staged
-files are removed and whatever was under the final names is left untouched.
+Writing. A save never writes under the final name. Under the directory's
+exclusive lock, each file is staged in a new temporary file in the target's
+directory (so the final rename stays on one file system), hashed while it is
+written, fsynced, and only then moved into place with an atomic rename. If
+anything fails before that, the staged files are removed and whatever was
+under the final names is left untouched. Every writer holds the lock from its
+first staged byte to its last rename, so any staging file found by someone
+holding the lock was left by a process that died: cleaning it up cannot race
+a live writer.
 
-Format handlers see only a writable binary stream or a staging path, never the
-final name, so another backend (an object store, say) can replace this module
-without touching them.
+Reading. Readers take no lock, so a read-only file system or a directory that
+can be searched but not listed (mode 0711) is no obstacle. A file is opened
+once, without blocking (a FIFO or a device cannot hang the reader), checked on
+the open descriptor to be a regular file, and from then on read only through
+that descriptor: nothing opens the path a second time, so swapping the file
+after it was checked achieves nothing.
+
+Platforms. POSIX: ``fsync`` of each file and of the directory after a rename;
+on macOS ``F_FULLFSYNC``, because plain ``fsync`` there does not flush the
+drive's cache. Windows: the rename (``MoveFileEx`` with replace) is atomic but
+fails while another process has the target open, so it is retried for a few
+seconds; a directory cannot be fsynced there, and NTFS journals the rename
+itself. Locks are ``flock`` on POSIX and ``LockFileEx`` on Windows, both
+through the filelock library, on a hidden ``.nnsave.lock`` in the directory.
 """
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import errno
-import fcntl
-import hashlib
 import io
+import mmap
 import os
 import secrets
+import stat
+import sys
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from .manifest import manifest_path
+import filelock
+
+from .errors import (
+    DirectoryGivenError,
+    FileMissingError,
+    LockTimeoutError,
+    NotAFileError,
+    PathError,
+    UnreadableFileError,
+)
+from .hashing import DEFAULT_ALGORITHM, Digest, StreamHasher, hash_buffer
 
 __all__ = [
+    "LOCK_NAME",
     "TEMP_MARKER",
-    "Digest",
     "HashingWriter",
-    "AtomicWrite",
-    "atomic_write",
-    "hash_file",
+    "Transaction",
+    "transaction",
+    "directory_lock",
+    "holds_lock",
+    "RegularFile",
+    "open_regular",
     "read_small_file",
     "is_temporary",
-    "make_directory",
-    "remove_artifact",
     "stale_temporaries",
     "publish",
-    "remove_temporary",
-    "directory_lock",
+    "remove_files",
+    "make_directory",
+    "create_private_file",
+    "writable_by_others",
 ]
 
+#: The lock file every writer takes in the directory it writes to.
+LOCK_NAME = ".nnsave.lock"
 #: Every staged file's name contains this, so it can never be taken for an artifact.
 TEMP_MARKER = ".nnsave-tmp-"
-
-_CHUNK_SIZE = 1 << 20
+#: How long a writer waits for another writer in the same directory.
+LOCK_TIMEOUT_SECONDS = 600.0
+#: Files below this size are read into memory; larger ones are memory-mapped.
+MAP_THRESHOLD = 1 << 20
 
 #: A stream hands what it has written so far to the disk (``fdatasync`` in a
 #: helper thread) each time this many more bytes have passed, so the device
-#: writes while the caller is still pickling, and the final fsync has little
-#: left to wait for. Only the final fsync makes the file durable.
+#: writes while the caller is still serialising. Only the final fsync makes
+#: the file durable.
 EARLY_SYNC_BYTES = 64 << 20
 
+_WINDOWS = os.name == "nt"
+_MACOS = sys.platform == "darwin"
+_READ_FLAGS = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_BINARY", 0)
+_CREATE_FLAGS = os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+_REPLACE_RETRY_SECONDS = 5.0
 
-@dataclass(frozen=True)
-class Digest:
-    """The sha256 and size of a file's bytes."""
 
-    sha256: str
-    size: int
+# --------------------------------------------------------------------------- platform rules
+
+
+def fsync_file(descriptor: int) -> None:
+    """Make a file's data durable: ``F_FULLFSYNC`` on macOS, ``fsync`` elsewhere."""
+    if _MACOS:
+        import fcntl
+
+        with contextlib.suppress(OSError):  # some file systems refuse it; fall back
+            fcntl.fcntl(descriptor, fcntl.F_FULLFSYNC)
+            return
+    os.fsync(descriptor)
+
+
+def fsync_directory(directory: Path) -> None:
+    """Make renames in ``directory`` durable (POSIX; Windows journals them itself)."""
+    if _WINDOWS:
+        return
+    descriptor = os.open(directory, os.O_RDONLY)
+    try:
+        fsync_file(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+def _replace(staging: Path, target: Path) -> None:
+    """Atomically rename ``staging`` over ``target``.
+
+    On Windows the rename fails while another process has ``target`` open,
+    for example a reader that is loading it; such a reader is done within
+    moments, so the rename is retried for a few seconds.
+    """
+    deadline = time.monotonic() + _REPLACE_RETRY_SECONDS
+    while True:
+        try:
+            os.replace(staging, target)
+            return
+        except PermissionError:
+            if not _WINDOWS or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
+# --------------------------------------------------------------------------- locks
+
+
+class _HeldLocks(threading.local):
+    """The directory locks this thread holds, with how often each was re-entered."""
+
+    def __init__(self) -> None:
+        self.counts: dict[str, int] = {}
+
+
+_held = _HeldLocks()
+
+
+def _lock_key(directory: Path) -> str:
+    return os.path.realpath(directory)
+
+
+@contextlib.contextmanager
+def directory_lock(directory: Path, *, wait: bool = True) -> Iterator[bool]:
+    """Hold the exclusive writers' lock of ``directory``; yield True once held.
+
+    With ``wait=False`` the lock is only tried: if another writer holds it,
+    the block runs at once without it, and the context yields False.
+
+    Re-entrant within a thread, because an outer operation (a checkpoint
+    callback) calls inner ones (a save) on the same directory. Another thread
+    takes its own lock on its own descriptor, so threads of one process
+    exclude each other as processes do.
+
+    Raises
+    ------
+    LockTimeoutError
+        Another writer held the lock for :data:`LOCK_TIMEOUT_SECONDS`.
+    """
+    key = _lock_key(directory)
+    counts = _held.counts
+    if key in counts:
+        counts[key] += 1
+        try:
+            yield True
+        finally:
+            counts[key] -= 1
+        return
+    lock_path = Path(directory) / LOCK_NAME
+    lock = filelock.FileLock(str(lock_path), timeout=LOCK_TIMEOUT_SECONDS if wait else 0)
+    try:
+        lock.acquire()
+    except filelock.Timeout:
+        if not wait:
+            yield False
+            return
+        raise LockTimeoutError(
+            f"Another process has been writing in {directory} for over "
+            f"{LOCK_TIMEOUT_SECONDS:.0f} s (it holds {lock_path}). Wait for it to "
+            "finish, or stop it, then save again.",
+            lock_path,
+        ) from None
+    counts[key] = 1
+    try:
+        yield True
+    finally:
+        del counts[key]
+        lock.release()
+
+
+def holds_lock(directory: Path) -> bool:
+    """True if this thread holds the writers' lock of ``directory``."""
+    return _lock_key(directory) in _held.counts
+
+
+def _require_lock(directory: Path) -> None:
+    if not holds_lock(directory):
+        raise RuntimeError(f"nnsave.storage: {directory}'s lock must be held for this")
+
+
+# --------------------------------------------------------------------------- writing
 
 
 class HashingWriter(io.RawIOBase):
     """A write-only, forward-only binary stream that hashes what passes through.
 
     It reports itself as not seekable, so writers such as :mod:`zipfile`
-    produce their output strictly in order and the running hash equals the
-    hash of the finished file. Large writes are hashed by a helper thread
-    while the caller's thread copies the same bytes into the file, so a save
-    costs about the slower of the two rather than their sum.
+    produce their output strictly in order and the running digest equals the
+    digest of the finished file.
     """
 
-    def __init__(self, raw: io.BufferedWriter) -> None:
+    def __init__(self, raw: io.FileIO, algorithms: Iterable[str], display_name: str) -> None:
         super().__init__()
         self._raw = raw
-        self._hasher = _PipelinedHash()
-        self._size = 0
+        self._hasher = StreamHasher(algorithms)
+        self._display_name = display_name
         self._unsynced = 0
         self._background: _BackgroundSync | None = None
 
@@ -88,7 +238,7 @@ class HashingWriter(io.RawIOBase):
     def name(self) -> str:
         # Keras puts its temporary weights file for models too large for
         # memory beside the stream's name; here that is the staging file.
-        return self._raw.name
+        return self._display_name
 
     def writable(self) -> bool:
         return True
@@ -96,10 +246,11 @@ class HashingWriter(io.RawIOBase):
     def write(self, data: bytes | bytearray | memoryview) -> int:  # type: ignore[override]
         view = memoryview(data).cast("B")
         pending = self._hasher.update(data, view)
-        self._raw.write(view)
+        written = 0
+        while written < len(view):
+            written += self._raw.write(view[written:]) or 0
         if pending is not None:
             pending.result()
-        self._size += len(view)
         self._unsynced += len(view)
         if self._unsynced >= EARLY_SYNC_BYTES:
             self._sync_in_background()
@@ -110,16 +261,14 @@ class HashingWriter(io.RawIOBase):
             if self._background.is_alive():
                 return  # one at a time; a later write tries again
             self.finish_background_sync()
-        self._raw.flush()
         self._unsynced = 0
         self._background = _BackgroundSync(self._raw.fileno())
 
     def finish_background_sync(self, *, raise_error: bool = True) -> None:
         """Wait for the background flush, if one runs; raise the error it met.
 
-        Call it before the underlying file is closed: the flush uses its
-        descriptor. An error must not be dropped, because after a failed
-        flush the kernel may report the next fsync as a success.
+        An error must not be dropped, because after a failed flush the kernel
+        may report the next fsync as a success.
         """
         background, self._background = self._background, None
         if background is not None:
@@ -128,10 +277,7 @@ class HashingWriter(io.RawIOBase):
                 raise background.error
 
     def tell(self) -> int:
-        return self._size
-
-    def flush(self) -> None:
-        self._raw.flush()
+        return self._hasher.size
 
     def close(self) -> None:
         self._hasher.close()
@@ -139,66 +285,7 @@ class HashingWriter(io.RawIOBase):
 
     @property
     def digest(self) -> Digest:
-        return Digest(self._hasher.hexdigest(), self._size)
-
-
-class _PipelinedHash:
-    """sha256 of a stream, computed in order by one helper thread.
-
-    hashlib releases the GIL on large buffers, so the helper hashes one
-    chunk while the writer's thread stores it. Immutable ``bytes`` are
-    hashed without waiting; any other buffer may be reused by its owner as
-    soon as ``write`` returns, so the writer waits for that chunk's hash.
-    Small writes are gathered first: handing each to a thread costs more
-    than hashing it.
-    """
-
-    _GATHER_BYTES = 1 << 20
-    #: Chunks that may wait to be hashed; bounds the memory they keep alive.
-    _QUEUE_DEPTH = 4
-
-    def __init__(self) -> None:
-        self._sha256 = hashlib.sha256()
-        self._gathered = bytearray()
-        self._executor: ThreadPoolExecutor | None = None
-        self._queued: collections.deque[Future[None]] = collections.deque()
-
-    def update(self, data: object, view: memoryview) -> Future[None] | None:
-        """Queue ``view`` for hashing; return a future to wait on before ``view`` may change."""
-        if len(view) < self._GATHER_BYTES:
-            self._gathered += view
-            if len(self._gathered) >= self._GATHER_BYTES:
-                self._submit(bytes(self._gathered))
-                self._gathered.clear()
-            return None
-        if self._gathered:
-            self._submit(bytes(self._gathered))
-            self._gathered.clear()
-        queued = self._submit(view)
-        return None if isinstance(data, bytes) else queued
-
-    def _submit(self, chunk: bytes | memoryview) -> Future[None]:
-        if self._executor is None:
-            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="nnsave-hash")
-        while len(self._queued) >= self._QUEUE_DEPTH:
-            self._queued.popleft().result()
-        queued = self._executor.submit(self._sha256.update, chunk)
-        self._queued.append(queued)
-        return queued
-
-    def hexdigest(self) -> str:
-        while self._queued:
-            self._queued.popleft().result()
-        if self._gathered:
-            self._sha256.update(self._gathered)
-            self._gathered.clear()
-        return self._sha256.hexdigest()
-
-    def close(self) -> None:
-        if self._executor is not None:
-            self._executor.shutdown(wait=True, cancel_futures=True)
-            self._executor = None
-        self._queued.clear()
+        return self._hasher.digest()
 
 
 class _BackgroundSync(threading.Thread):
@@ -218,45 +305,46 @@ class _BackgroundSync(threading.Thread):
 
 
 @dataclass
-class _StagedFile:
+class _Staged:
     target: Path
     staging: Path
-    # Held open with an exclusive flock while the file is staged, so that a
-    # cleaner can tell a live writer's file from one a killed process left.
-    lock_descriptor: int
+    descriptor: int
     digest: Digest | None = None
     #: The fsync started as soon as the file was complete; commit waits for it.
     synced: Future[None] | None = None
 
 
-class AtomicWrite:
-    """Stage files beside their targets, then publish all of them or none.
+class Transaction:
+    """Stage files in one directory, then publish all of them or none.
 
-    Use it through :func:`atomic_write`. Files are published in the order they
-    were staged, so stage the payload before the manifest that describes it.
-    The renames happen under an exclusive :func:`directory_lock`, so a reader
-    holding the shared lock sees either the old pair or the new one.
+    Use it through :func:`transaction`, which holds the directory's lock for
+    the transaction's whole life. Files are published in the order they were
+    staged, so stage the payload before the manifest that describes it.
     """
 
-    def __init__(self) -> None:
-        self._staged: list[_StagedFile] = []
+    def __init__(self, directory: Path, algorithms: Iterable[str]) -> None:
+        self.directory = Path(directory)
+        self.algorithms = tuple(algorithms)
+        self._staged: list[_Staged] = []
         #: True once the first rename has happened: from then on, what failed
         #: was making the new files durable, not keeping the old ones.
         self.published = False
-        # Each finished file is fsynced in the background, so that the device
-        # works while the caller builds and stages the next file (the manifest).
         self._syncer: ThreadPoolExecutor | None = None
 
     @property
     def targets(self) -> list[Path]:
         return [staged.target for staged in self._staged]
 
-    def _stage(self, target: Path, name_suffix: str = "") -> _StagedFile:
+    def _stage(self, target: Path, name_suffix: str = "") -> _Staged:
         target = Path(target)
-        staging = target.with_name(f".{target.name}{TEMP_MARKER}{secrets.token_hex(4)}{name_suffix}")
-        descriptor = os.open(staging, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        fcntl.flock(descriptor, fcntl.LOCK_EX)
-        staged = _StagedFile(target, staging, descriptor)
+        if Path(os.path.realpath(target.parent)) != Path(os.path.realpath(self.directory)):
+            raise ValueError(f"{target} is not in this transaction's directory {self.directory}")
+        staging = target.with_name(f".{target.name}{TEMP_MARKER}{secrets.token_hex(6)}{name_suffix}")
+        # Created exclusively and kept open read-write: every byte of the file
+        # is written and read back through this descriptor or by the caller
+        # under the same lock, never by anyone else.
+        descriptor = os.open(staging, _CREATE_FLAGS, 0o666)
+        staged = _Staged(target, staging, descriptor)
         self._staged.append(staged)
         return staged
 
@@ -264,15 +352,14 @@ class AtomicWrite:
     def stream(self, target: Path) -> Iterator[HashingWriter]:
         """Yield a hashing stream whose bytes will become ``target``."""
         staged = self._stage(target)
-        with open(staged.staging, "wb") as raw, contextlib.closing(HashingWriter(raw)) as writer:
+        raw = io.FileIO(staged.descriptor, "wb", closefd=False)
+        with contextlib.closing(HashingWriter(raw, self.algorithms, str(staged.staging))) as writer:
             try:
                 yield writer
             except BaseException:
                 writer.finish_background_sync(raise_error=False)
                 raise
             writer.finish_background_sync()
-            raw.flush()
-            # The helper thread finishes hashing while the device syncs.
             self._start_fsync(staged)
             staged.digest = writer.digest
 
@@ -280,7 +367,8 @@ class AtomicWrite:
         """Reserve a staging path for a writer that insists on a file name.
 
         The staging name keeps the target's suffix, because some libraries
-        (Keras among them) check it. The file is hashed in :meth:`commit`.
+        (Keras among them) check it. The writer must write the file in place;
+        it is hashed through nnsave's own descriptor in :meth:`commit`.
         """
         return self._stage(target, Path(target).suffix).staging
 
@@ -295,31 +383,25 @@ class AtomicWrite:
         for staged in self._staged:
             if staged.target == Path(target):
                 if staged.digest is None:
-                    staged.digest = _fsync_and_hash(staged.staging)
+                    staged.digest = _fsync_and_hash(staged.descriptor, self.algorithms)
                 return staged.digest
         raise KeyError(target)
 
-    def _start_fsync(self, staged: _StagedFile) -> None:
+    def _start_fsync(self, staged: _Staged) -> None:
         if self._syncer is None:
             self._syncer = ThreadPoolExecutor(max_workers=2, thread_name_prefix="nnsave-fsync")
-        # Any descriptor of the file will do: fsync flushes the file, not the descriptor.
-        staged.synced = self._syncer.submit(os.fsync, staged.lock_descriptor)
+        staged.synced = self._syncer.submit(fsync_file, staged.descriptor)
 
     def commit(self) -> None:
         for staged in self._staged:
             if staged.digest is None:
-                staged.digest = _fsync_and_hash(staged.staging)
+                staged.digest = _fsync_and_hash(staged.descriptor, self.algorithms)
             elif staged.synced is not None:
                 staged.synced.result()
-        directories = {staged.target.parent for staged in self._staged}
-        with contextlib.ExitStack() as locks:
-            for directory in sorted(directories):
-                locks.enter_context(directory_lock(directory))
-            for staged in self._staged:
-                os.replace(staged.staging, staged.target)
-                self.published = True
-            for directory in directories:
-                _fsync_directory(directory)
+        for staged in self._staged:
+            _replace(staged.staging, staged.target)
+            self.published = True
+        fsync_directory(self.directory)
         self._release()
 
     def abort(self) -> None:
@@ -335,104 +417,296 @@ class AtomicWrite:
             self._syncer = None
         for staged in self._staged:
             with contextlib.suppress(OSError):
-                os.close(staged.lock_descriptor)
+                os.close(staged.descriptor)
 
 
 @contextlib.contextmanager
-def atomic_write() -> Iterator[AtomicWrite]:
-    """Group staged writes; publish them on success, remove them on any failure.
+def transaction(directory: Path, algorithms: Iterable[str] = (DEFAULT_ALGORITHM,)) -> Iterator[Transaction]:
+    """Group staged writes in ``directory``; publish them on success, remove them on failure.
 
-    A full disk is reported as an :class:`OSError` that names the file being
-    written and says that the previous version is unchanged.
+    The directory's writers' lock is held throughout. A full disk is reported
+    as an :class:`OSError` that names the files being written and says
+    whether the previous version is unchanged.
     """
-    transaction = AtomicWrite()
-    try:
-        yield transaction
-        transaction.commit()
-    except BaseException as error:
-        transaction.abort()
-        if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
-            targets = ", ".join(str(target) for target in transaction.targets)
-            if transaction.published:
-                outcome = (
-                    "The new files are already in place and complete, but the renames "
-                    "may not have reached the disk yet. Free some space; nothing needs "
-                    "to be saved again."
-                )
-            else:
-                outcome = (
-                    "Nothing was replaced: the previous file, if any, is unchanged. "
-                    "Free some space and save again."
-                )
-            raise OSError(error.errno, f"No space left on the device while saving {targets}. {outcome}") from error
-        raise
+    with directory_lock(directory):
+        pending = Transaction(directory, algorithms)
+        try:
+            yield pending
+            pending.commit()
+        except BaseException as error:
+            pending.abort()
+            if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise _disk_full(error, pending) from error
+            raise
 
 
-class _HeldLocks(threading.local):
-    """The directory locks this thread holds, with how often each was re-entered."""
+def _disk_full(error: OSError, pending: Transaction) -> OSError:
+    targets = ", ".join(str(target) for target in pending.targets)
+    if pending.published:
+        outcome = (
+            "The new files are already in place and complete, but the renames may not "
+            "have reached the disk yet. Free some space; nothing needs to be saved again."
+        )
+    else:
+        outcome = "Nothing was replaced: the previous file, if any, is unchanged. Free some space and save again."
+    return OSError(error.errno, f"No space left on the device while saving {targets}. {outcome}")
 
-    def __init__(self) -> None:
-        self.counts: dict[str, int] = {}
+
+def _fsync_and_hash(descriptor: int, algorithms: Iterable[str]) -> Digest:
+    # fsync waits on the device, hashing on the CPU, and both release the GIL:
+    # side by side they take about as long as the slower one, not the sum.
+    with ThreadPoolExecutor(max_workers=1) as flusher:
+        flushed = flusher.submit(fsync_file, descriptor)
+        size = os.fstat(descriptor).st_size
+        digest = hash_buffer(_read_exactly(descriptor, size), algorithms)
+        flushed.result()
+    return digest
 
 
-_held_locks = _HeldLocks()
+# --------------------------------------------------------------------------- reading
 
 
-@contextlib.contextmanager
-def directory_lock(directory: Path, *, shared: bool = False) -> Iterator[None]:
-    """Hold an flock on ``directory``: exclusive to publish files, shared to read a pair.
+def writable_by_others(status: os.stat_result) -> bool:
+    """True if someone other than this user (or root) could change the file in place."""
+    if _WINDOWS:
+        return True  # no owner in os.stat; treat every file as shared
+    if status.st_uid not in (os.geteuid(), 0):
+        return True
+    return bool(status.st_mode & (stat.S_IWGRP | stat.S_IWOTH))
 
-    Re-entrant within a thread (an inner request reuses the outer lock),
-    because two flocks on one directory from one thread would deadlock.
-    Another thread takes its own flock on its own descriptor, so threads of
-    one process exclude each other as processes do.
+
+class RegularFile:
+    """A regular file opened once for reading; everything is read through this descriptor."""
+
+    def __init__(self, path: Path, descriptor: int, status: os.stat_result) -> None:
+        self.path = path
+        self.descriptor = descriptor
+        self.status = status
+        self._mapping: mmap.mmap | None = None
+
+    @property
+    def size(self) -> int:
+        return self.status.st_size
+
+    def head(self, count: int) -> bytes:
+        """The first ``count`` bytes (fewer if the file is shorter)."""
+        return bytes(_read_exactly(self.descriptor, min(count, self.size)))
+
+    def read_all(self, limit: int | None = None) -> bytes:
+        """Every byte of the file, refusing more than ``limit``.
+
+        Raises ``ValueError`` if the file is larger than ``limit``.
+        """
+        if limit is not None and self.size > limit:
+            raise ValueError(f"{self.path} is {self.size} bytes, more than the {limit} expected")
+        return bytes(_read_exactly(self.descriptor, self.size))
+
+    def contents(self) -> memoryview:
+        """A read-only view of every byte, for hashing and for loading alike.
+
+        Files that someone other than this user could change in place, and
+        small files, are copied into private memory: a change after the hash
+        cannot reach the copy. Large files of this user's own are mapped
+        instead, which costs no copy; nobody else can write them.
+        """
+        if self.size < MAP_THRESHOLD or writable_by_others(self.status):
+            return memoryview(_read_exactly(self.descriptor, self.size)).toreadonly()
+        try:
+            self._mapping = mmap.mmap(self.descriptor, self.size, access=mmap.ACCESS_READ)
+        except (OSError, ValueError):  # a file system that cannot map: copy instead
+            return memoryview(_read_exactly(self.descriptor, self.size)).toreadonly()
+        return memoryview(self._mapping)
+
+    def descriptor_path(self) -> str | None:
+        """A name that opens this very file again, not whatever the path names now.
+
+        ``/proc/self/fd/N`` on Linux and ``/dev/fd/N`` on macOS; None where
+        neither exists. Libraries that insist on a file name for
+        memory-mapping (``numpy.memmap``) get this one.
+        """
+        for candidate in (f"/proc/self/fd/{self.descriptor}", f"/dev/fd/{self.descriptor}"):
+            if os.path.exists(candidate):
+                return candidate
+        return None
+
+    def changed_since_opened(self) -> bool:
+        """True if the path now names another file, or this one changed size or times."""
+        try:
+            now = os.stat(self.path)
+        except OSError:
+            return True
+        return _identity(now) != _identity(self.status) or now.st_mtime_ns != self.status.st_mtime_ns
+
+    def close(self) -> None:
+        if self._mapping is not None:
+            with contextlib.suppress(BufferError):  # views still alive: the GC closes it later
+                self._mapping.close()
+            self._mapping = None
+        with contextlib.suppress(OSError):
+            os.close(self.descriptor)
+
+    def __enter__(self) -> RegularFile:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+def _identity(status: os.stat_result) -> tuple[int, int, int]:
+    return status.st_dev, status.st_ino, status.st_size
+
+
+def open_regular(path: Path) -> RegularFile:
+    """Open ``path`` for reading, once, refusing anything but a regular file.
+
+    The open does not block: a FIFO opens at once and is then refused, as is
+    a device, a socket or a directory.
+
+    Raises
+    ------
+    FileMissingError
+        Nothing is there.
+    DirectoryGivenError
+        It is a directory.
+    NotAFileError
+        It is a FIFO, a device or a socket.
+    UnreadableFileError
+        Permission was denied.
     """
-    key = os.path.realpath(directory)
-    held = _held_locks.counts
-    if key in held:
-        held[key] += 1
-        try:
-            yield
-        finally:
-            held[key] -= 1
-        return
-    descriptor = os.open(key, os.O_RDONLY)
+    path = Path(path)
     try:
-        fcntl.flock(descriptor, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
-        held[key] = 1
-        try:
-            yield
-        finally:
-            del held[key]
-    finally:
+        descriptor = os.open(path, _READ_FLAGS)
+    except FileNotFoundError:
+        raise FileMissingError(f"No such file: {path}. Check the path and the current directory.", str(path)) from None
+    except IsADirectoryError:  # Windows cannot open a directory at all
+        raise _directory_given(path) from None
+    except PermissionError as error:
+        if os.path.isdir(path):
+            raise _directory_given(path) from None
+        raise UnreadableFileError(
+            f"Cannot read {path}: permission denied ({error.strerror}). Ask its owner "
+            "to make it readable, or copy it somewhere you can read.",
+            str(path),
+        ) from None
+    except OSError as error:
+        raise PathError(f"Cannot open {path}: {error.strerror or error}.", str(path)) from None
+    try:
+        status = os.fstat(descriptor)
+        if stat.S_ISDIR(status.st_mode):
+            raise _directory_given(path)
+        if not stat.S_ISREG(status.st_mode):
+            raise NotAFileError(
+                f"{path} is a {_kind(status.st_mode)}, not a regular file. nnsave reads "
+                "only regular files; give the path of the saved file itself.",
+                str(path),
+            )
+        if hasattr(os, "set_blocking"):
+            os.set_blocking(descriptor, True)
+    except BaseException:
         os.close(descriptor)
+        raise
+    return RegularFile(path, descriptor, status)
 
 
-def hash_file(path: Path) -> Digest:
-    """Stream ``path`` through sha256 without holding it in memory."""
-    sha256 = hashlib.sha256()
-    size = 0
-    buffer = bytearray(_CHUNK_SIZE)
-    view = memoryview(buffer)
-    with open(path, "rb", buffering=0) as handle:
-        while count := handle.readinto(buffer):
-            sha256.update(view[:count])
-            size += count
-    return Digest(sha256.hexdigest(), size)
+def _directory_given(path: Path) -> DirectoryGivenError:
+    return DirectoryGivenError(
+        f"{path} is a directory, but a saved file was expected. Give the file's "
+        "path; for a checkpoint directory use nnsave.latest_checkpoint(directory).",
+        str(path),
+    )
+
+
+def _kind(mode: int) -> str:
+    kinds = [
+        (stat.S_ISFIFO, "FIFO (named pipe)"),
+        (stat.S_ISCHR, "character device"),
+        (stat.S_ISBLK, "block device"),
+        (stat.S_ISSOCK, "socket"),
+    ]
+    return next((name for test, name in kinds if test(mode)), "special file")
 
 
 def read_small_file(path: Path, limit: int) -> bytes:
-    """Read a file that should be small, refusing to read more than ``limit`` bytes."""
-    with open(path, "rb") as handle:
-        data = handle.read(limit + 1)
-    if len(data) > limit:
-        raise ValueError(f"{path} is larger than {limit} bytes")
-    return data
+    """Open ``path`` once and read it whole, refusing more than ``limit`` bytes.
+
+    Raises the errors of :func:`open_regular`, and ``ValueError`` if the file
+    is larger than ``limit``.
+    """
+    with open_regular(path) as handle:
+        return handle.read_all(limit)
+
+
+def _read_exactly(descriptor: int, size: int) -> bytearray:
+    """``size`` bytes from offset 0 of ``descriptor``, without moving its offset."""
+    buffer = bytearray(size)
+    view = memoryview(buffer)
+    done = 0
+    while done < size:
+        if hasattr(os, "preadv"):
+            count = os.preadv(descriptor, [view[done:]], done)
+        else:  # Windows: no pread; the descriptor is ours alone, so seek and read
+            os.lseek(descriptor, done, os.SEEK_SET)
+            chunk = os.read(descriptor, size - done)
+            view[done : done + len(chunk)] = chunk
+            count = len(chunk)
+        if count == 0:
+            # The file shrank after it was opened: keep what is there, and
+            # let the digest comparison report the difference.
+            del view
+            return buffer[:done]
+        done += count
+    return buffer
+
+
+# --------------------------------------------------------------------------- housekeeping
 
 
 def is_temporary(path: Path) -> bool:
     """True for the staging files this module creates."""
     return TEMP_MARKER in Path(path).name
+
+
+def stale_temporaries(directory: Path) -> list[tuple[Path, Path]]:
+    """Staging files in ``directory`` left by writers that died.
+
+    Only meaningful while holding the directory's lock: every live writer
+    holds it for as long as its staging files exist, so any found now is
+    stale. Returns ``(staging file, the target it was meant to become)``.
+    """
+    _require_lock(directory)
+    stale = []
+    for entry in sorted(Path(directory).iterdir()):
+        if is_temporary(entry) and entry.name.startswith(".") and stat.S_ISREG(entry.lstat().st_mode):
+            target_name = entry.name[1:].split(TEMP_MARKER)[0]
+            stale.append((entry, entry.with_name(target_name)))
+    return stale
+
+
+def publish(staging: Path, target: Path) -> None:
+    """Move a complete staging file into place (rolling a torn save forward)."""
+    _require_lock(Path(target).parent)
+    with open_regular(staging) as handle:
+        fsync_file(handle.descriptor)
+    _replace(staging, target)
+    fsync_directory(Path(target).parent)
+
+
+def remove_files(paths: Iterable[Path]) -> None:
+    """Delete files, in order, under their directory's lock; missing ones are fine.
+
+    Callers list a payload before its manifest: should the process die in
+    between, what remains is a manifest with nothing to describe, which no
+    reader mistakes for a file.
+    """
+    touched = []
+    for path in paths:
+        path = Path(path)
+        _require_lock(path.parent)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+        touched.append(path.parent)
+    for directory in dict.fromkeys(touched):
+        fsync_directory(directory)
 
 
 def make_directory(path: Path, *, mode: int = 0o777) -> Path:
@@ -446,75 +720,30 @@ def make_directory(path: Path, *, mode: int = 0o777) -> Path:
     return path
 
 
-def remove_artifact(path: Path) -> None:
-    """Delete a saved file and its manifest, if present.
+def create_private_file(path: Path, data: bytes) -> bool:
+    """Create ``path`` holding ``data``, readable and writable by this user only.
 
-    The payload goes first: should the process die in between, what remains is
-    a manifest with nothing to describe, which no reader mistakes for a file.
+    The file appears complete or not at all, and an existing file is never
+    replaced: of two processes creating it at once, one wins and the other
+    returns False and should read the winner's file.
     """
     path = Path(path)
-    with directory_lock(path.parent):
-        for victim in (path, manifest_path(path)):
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(victim)
-        _fsync_directory(path.parent)
-
-
-def stale_temporaries(directory: Path) -> list[tuple[Path, Path]]:
-    """Staging files in ``directory`` that no live process is writing.
-
-    Returns ``(staging file, the target it was meant to become)`` pairs. A
-    writer holds an exclusive flock on its staging file until it publishes or
-    aborts, so a file whose lock can be taken was left by a process that died.
-    """
-    stale = []
-    for entry in sorted(Path(directory).iterdir()):
-        if not (is_temporary(entry) and entry.is_file()):
-            continue
-        try:
-            descriptor = os.open(entry, os.O_RDONLY)
-        except FileNotFoundError:
-            continue
-        try:
-            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            continue
-        finally:
-            os.close(descriptor)
-        target_name = entry.name[1:].split(TEMP_MARKER)[0]
-        stale.append((entry, entry.with_name(target_name)))
-    return stale
-
-
-def publish(staging: Path, target: Path) -> None:
-    """Move a complete, fsynced staging file into place (rolling a torn save forward)."""
-    with directory_lock(Path(target).parent):
-        os.replace(staging, target)
-        _fsync_directory(Path(target).parent)
-
-
-def remove_temporary(staging: Path) -> None:
-    """Delete one staging file that :func:`stale_temporaries` reported."""
-    if not is_temporary(staging):
-        raise ValueError(f"{staging} is not an nnsave staging file")
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(staging)
-
-
-def _fsync_and_hash(path: Path) -> Digest:
-    # fsync waits on the device, hashing on the CPU, and both release the GIL:
-    # side by side they take about as long as the slower one, not the sum.
-    with open(path, "rb+") as handle, ThreadPoolExecutor(max_workers=1) as flusher:
-        flushed = flusher.submit(os.fsync, handle.fileno())
-        digest = hash_file(path)
-        flushed.result()
-    return digest
-
-
-def _fsync_directory(directory: Path) -> None:
-    # The rename itself is durable only once the directory entry is on disk.
-    descriptor = os.open(directory, os.O_RDONLY)
+    make_directory(path.parent, mode=0o700)
+    staging = path.with_name(f".{path.name}{TEMP_MARKER}{secrets.token_hex(6)}")
+    descriptor = os.open(staging, _CREATE_FLAGS, 0o600)
     try:
-        os.fsync(descriptor)
+        os.write(descriptor, data)
+        fsync_file(descriptor)
     finally:
         os.close(descriptor)
+    try:
+        if _WINDOWS:
+            os.rename(staging, path)  # fails if path exists: never replaces
+        else:
+            os.link(staging, path)  # likewise
+            os.unlink(staging)
+    except FileExistsError:
+        os.unlink(staging)
+        return False
+    fsync_directory(path.parent)
+    return True

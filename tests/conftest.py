@@ -10,9 +10,12 @@ import nnsave
 
 
 @pytest.fixture(autouse=True, scope="session")
-def _private_digest_cache(tmp_path_factory):
-    """Keep the digest cache of every test, and of the processes they start, out of ~/.cache."""
+def _private_cache_and_key(tmp_path_factory):
+    """Keep the digest cache and the signing key of every test, and of the processes
+    they start, out of the home directory."""
     os.environ["NNSAVE_CACHE_DIR"] = str(tmp_path_factory.mktemp("digest-cache"))
+    os.environ["NNSAVE_KEY_FILE"] = str(tmp_path_factory.mktemp("key") / "signing.key")
+    os.environ.pop("NNSAVE_KEY", None)
 
 
 @pytest.fixture(scope="session")

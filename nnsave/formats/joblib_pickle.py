@@ -7,19 +7,19 @@ every read, and why :meth:`JoblibHandler.describe` only looks at the header.
 
 from __future__ import annotations
 
-import io
 import pickle
 import struct
-import types
 import zlib
 from pathlib import Path
 from typing import Any
 
-from ..errors import FormatError, UnsupportedObjectError
-from ..storage import AtomicWrite, Digest
-from . import FormatHandler, LoadOptions, is_keras_object
+from ..errors import FormatError, InvalidArgumentError, UnknownClassError, UnsupportedObjectError
+from ..hashing import Digest
+from ..storage import Transaction
+from ._base import FileFacts, LoadOptions, Payload, SaveOptions
+from ._python import PythonObjectHandler
 
-__all__ = ["JoblibHandler", "PythonObjectHandler"]
+__all__ = ["JoblibHandler", "COMPRESSION_LEVELS", "MMAP_MODES"]
 
 # The first bytes of a joblib file: a raw pickle, or one of joblib's compressors.
 _SIGNATURES = {
@@ -31,42 +31,36 @@ _SIGNATURES = {
     b"\x5d\x00\x00": "lzma",
     b"\x04\x22\x4d\x18": "lz4",
 }
-_UNPICKLABLE_TYPES = (
-    types.ModuleType,
-    types.GeneratorType,
-    types.CoroutineType,
-    types.FrameType,
-    io.IOBase,
-)
-
-
-class PythonObjectHandler(FormatHandler):
-    """What the formats for estimators, arrays and plain objects have in common."""
-
-    def claims(self, obj: object) -> bool:
-        return not is_keras_object(obj) and not isinstance(obj, _UNPICKLABLE_TYPES)
-
-    def strictness_for(self, saved_class_path: str) -> dict[str, int]:
-        strictness = dict(self.version_strictness)
-        if saved_class_path.startswith("sklearn."):
-            # scikit-learn supports no loading across versions, not even patch releases.
-            strictness["scikit-learn"] = 3
-        return strictness
+#: The compressors joblib ships with (lz4 needs the lz4 package).
+_COMPRESSORS = ("zlib", "gzip", "bz2", "lzma", "xz", "lz4")
+COMPRESSION_LEVELS = range(0, 10)
+MMAP_MODES = ("r", "r+", "c")
+# What unpickling damaged or cut-off bytes raises, by type.
+_DAMAGE = (EOFError, pickle.UnpicklingError, IndexError, struct.error, zlib.error, ValueError, KeyError, OverflowError)
 
 
 class JoblibHandler(PythonObjectHandler):
     name = "joblib"
     suffixes = (".joblib",)
+    required_modules = ("joblib",)
     version_strictness = {"numpy": 1, "joblib": 1}
 
-    def write(
-        self, obj: Any, transaction: AtomicWrite, target: Path, *, compress: Any
-    ) -> Digest:
+    def check_save_options(self, target: Path, options: SaveOptions) -> None:
+        compress = options.compress
+        if compress is None or _valid_compress(compress):
+            return
+        raise InvalidArgumentError(
+            f"{target}: compress={compress!r} is not a joblib compression. Give a level "
+            f"0-9 (3 is a good trade-off), a compressor name ({', '.join(_COMPRESSORS)}), "
+            "or a (name, level) pair such as ('lzma', 6). Nothing was written."
+        )
+
+    def write(self, obj: Any, transaction: Transaction, target: Path, options: SaveOptions) -> Digest:
         import joblib
 
         with transaction.stream(target) as stream:
             try:
-                joblib.dump(obj, stream, compress=0 if compress is None else compress)
+                joblib.dump(obj, stream, compress=0 if options.compress is None else options.compress)
             except (pickle.PicklingError, TypeError, AttributeError) as error:
                 raise UnsupportedObjectError(
                     f"{target}: the {type(obj).__name__} could not be pickled ({error}). "
@@ -76,49 +70,85 @@ class JoblibHandler(PythonObjectHandler):
                 ) from error
         return stream.digest
 
-    def check_signature(self, path: Path) -> None:
-        self._compression(path)
+    def check_load_options(self, path: Path, options: LoadOptions, trusted_types: tuple[str, ...]) -> None:
+        if options.mmap_mode is not None and options.mmap_mode not in MMAP_MODES:
+            raise InvalidArgumentError(
+                f"{path}: mmap_mode={options.mmap_mode!r} is not one of {', '.join(map(repr, MMAP_MODES))} "
+                "(or None, to read the arrays into memory)."
+            )
+        if trusted_types:
+            raise InvalidArgumentError(
+                f"{path}: trusted_types applies to .skops files only. A .joblib file is a "
+                "pickle: vouch for it with trusted=True, key= or expected_sha256=."
+            )
 
-    def runs_code_on_load(self, options: LoadOptions) -> bool:
-        return True
+    def check_magic(self, head: bytes, path: Path) -> None:
+        _compression(head, path)
 
-    def read(self, path: Path, options: LoadOptions) -> Any:
+    def facts(self, payload: Payload, options: LoadOptions) -> FileFacts:
+        if options.mmap_mode is not None and _compression(payload.head(8), payload.path) is not None:
+            raise InvalidArgumentError(
+                f"{payload.path} is compressed, and a compressed file cannot be "
+                "memory-mapped. Load it with mmap_mode=None, or save it again with compress=None."
+            )
+        return FileFacts(runs_code=True)
+
+    def describe(self, payload: Payload) -> dict[str, Any]:
+        return {"compression": _compression(payload.head(8), payload.path)}
+
+    def read(self, payload: Payload, options: LoadOptions) -> Any:
         import joblib
 
-        if options.mmap_mode is not None and self._compression(path) is not None:
-            raise ValueError(
-                f"{path} is compressed, and a compressed file cannot be memory-mapped. "
-                "Load it with mmap_mode=None, or re-save it with compress=None."
-            )
+        if options.mmap_mode is None:
+            source: Any = payload.reader()
+        else:
+            # numpy.memmap needs a file name; this one opens the verified file,
+            # not whatever the caller's path names by now.
+            source = payload.mappable_name()
+            if source is None:
+                raise InvalidArgumentError(
+                    f"{payload.path}: this platform cannot memory-map a verified file "
+                    "(it has neither /proc/self/fd nor /dev/fd). Load it with mmap_mode=None."
+                )
         try:
-            return joblib.load(path, mmap_mode=options.mmap_mode)
-        except (EOFError, pickle.UnpicklingError, IndexError, struct.error, zlib.error) as error:
+            return joblib.load(source, mmap_mode=options.mmap_mode)
+        except (AttributeError, ModuleNotFoundError) as error:
+            raise _missing_class(payload.path, error) from None
+        except _DAMAGE as error:
             raise FormatError(
-                f"{path} is truncated or damaged ({type(error).__name__}: {error}). "
+                f"{payload.path} is truncated or damaged ({type(error).__name__}: {error}). "
                 "Restore it from a backup or save it again."
             ) from None
-        except ValueError as error:
-            # joblib reports a short read of array data as a ValueError.
-            if "EOF" not in str(error) and "buffer" not in str(error):
-                raise
-            raise FormatError(f"{path} is truncated or damaged ({error}). Restore it or save it again.") from None
 
-    def describe(self, path: Path) -> dict[str, Any]:
-        return {"compression": self._compression(path)}
 
-    @staticmethod
-    def _compression(path: Path) -> str | None:
-        with open(path, "rb") as handle:
-            head = handle.read(8)
-        for signature, compression in _SIGNATURES.items():
-            if head.startswith(signature):
-                return compression
-        hint = (
-            " It looks like a zip archive; a Keras model belongs in a .keras file."
-            if head.startswith(b"PK")
-            else ""
-        )
-        raise FormatError(
-            f"{path} is not a joblib file: it starts with {head[:4]!r}, which is neither "
-            f"a pickle nor a joblib compressor's header.{hint}"
-        )
+def _valid_compress(compress: Any) -> bool:
+    if isinstance(compress, bool):
+        return True
+    if isinstance(compress, int):
+        return compress in COMPRESSION_LEVELS
+    if isinstance(compress, str):
+        return compress in _COMPRESSORS
+    if isinstance(compress, tuple) and len(compress) == 2:
+        name, level = compress
+        return name in _COMPRESSORS and isinstance(level, int) and not isinstance(level, bool) and level in COMPRESSION_LEVELS
+    return False
+
+
+def _missing_class(path: Path, error: BaseException) -> UnknownClassError:
+    return UnknownClassError(
+        f"{path} refers to a class or function that this process cannot find "
+        f"({type(error).__name__}: {error}). If it was defined in the script or notebook "
+        "that saved the file (__main__), define or import it before loading; better, "
+        "move it into a module that both sides import, and save again."
+    )
+
+
+def _compression(head: bytes, path: Path) -> str | None:
+    for signature, compression in _SIGNATURES.items():
+        if head.startswith(signature):
+            return compression
+    hint = " It looks like a zip archive; a Keras model belongs in a .keras file." if head.startswith(b"PK") else ""
+    raise FormatError(
+        f"{path} is not a joblib file: it starts with {head[:4]!r}, which is neither "
+        f"a pickle nor a joblib compressor's header.{hint}"
+    )

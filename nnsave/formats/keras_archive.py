@@ -2,37 +2,31 @@
 
 A ``.keras`` file is a zip holding ``config.json`` (the architecture),
 ``metadata.json`` (the Keras version) and ``model.weights.h5`` (weights and
-optimizer state). nnsave writes it with Keras's own writer, so Keras can
-open it without nnsave, and reads the config and the weights' shapes straight
-from the zip for :func:`nnsave.inspect`, without building the model.
+optimizer state), plus ``assets/`` for layers such as ``StringLookup``.
+nnsave writes it with Keras's own writer, so Keras opens it without nnsave,
+and reads the config and the weights' shapes straight from the zip for
+:func:`nnsave.inspect`, without building the model.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import struct
+import tempfile
 import zipfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from ..errors import FormatError, UntrustedFileError
-from ..storage import AtomicWrite, Digest
-from . import FormatHandler, LoadOptions, keras_module
-from .zip_audit import open_audited_zip, require_zip
+from .. import parsing
+from ..errors import FormatError
+from ..hashing import Digest
+from ..storage import Transaction
+from ._base import FileFacts, LoadOptions, Payload, SaveOptions
+from ._keras import KerasModelHandler, keras_errors_explained, keras_module, layers_from_config, safe_mode_scope
+from ._zip import check_zip_magic, measure, open_zip
 
-__all__ = [
-    "refuse_compression",
-    "KerasHandler",
-    "CONFIG_MEMBER",
-    "METADATA_MEMBER",
-    "WEIGHTS_MEMBER",
-    "code_refused",
-    "explained_keras_errors",
-    "holds_python_code",
-    "layers_from_config",
-]
+__all__ = ["KerasHandler", "CONFIG_MEMBER", "METADATA_MEMBER", "WEIGHTS_MEMBER"]
 
 CONFIG_MEMBER = "config.json"
 METADATA_MEMBER = "metadata.json"
@@ -40,25 +34,19 @@ WEIGHTS_MEMBER = "model.weights.h5"
 
 _MAX_JSON_MEMBER_BYTES = 64 << 20
 _LOCAL_HEADER = struct.Struct("<4s2B4HL2L2H")
-# Config entries whose deserialisation runs Python bytecode stored in the file.
-_CODE_CLASS_NAMES = {"Lambda", "__lambda__"}
 # Groups in model.weights.h5 that hold training state rather than the model's own variables.
 _NON_MODEL_GROUPS = {"optimizer"}
 
 
-class KerasHandler(FormatHandler):
+class KerasHandler(KerasModelHandler):
     name = "keras"
     suffixes = (".keras",)
-    version_strictness = {"keras": 1}
+    required_modules = ("keras", "h5py")
 
-    def claims(self, obj: object) -> bool:
-        keras = keras_module()
-        return keras is not None and isinstance(obj, keras.Model)
+    def versions(self, obj: object) -> list[str]:
+        return [*super().versions(obj), "h5py"]
 
-    def write(
-        self, obj: Any, transaction: AtomicWrite, target: Path, *, compress: Any
-    ) -> Digest:
-        refuse_compression(target, compress)
+    def write(self, obj: Any, transaction: Transaction, target: Path, options: SaveOptions) -> Digest:
         save_to_stream = _stream_writer()
         if save_to_stream is None:
             keras_module().saving.save_model(obj, transaction.staging_path(target))
@@ -67,56 +55,46 @@ class KerasHandler(FormatHandler):
             save_to_stream(obj, stream)
         return stream.digest
 
-    def check_signature(self, path: Path) -> None:
-        require_zip(
+    def check_magic(self, head: bytes, path: Path) -> None:
+        check_zip_magic(
+            head,
             path,
             "a Keras archive",
             "If it is a joblib or pickle file, rename it to .joblib; if it is a legacy "
             "HDF5 model, load it with Keras directly.",
         )
 
-    def runs_code_on_load(self, options: LoadOptions) -> bool:
-        # In safe mode Keras refuses to deserialise Python bytecode (Lambda layers).
-        return not options.safe_mode
+    def facts(self, payload: Payload, options: LoadOptions) -> FileFacts:
+        with open_zip(payload, required_member=CONFIG_MEMBER, kind="Keras model") as archive:
+            expansion, hostile = measure(archive, payload.size)
+            if hostile:
+                return FileFacts(runs_code=not options.safe_mode, hostile_names=hostile, expansion=expansion)
+            config = _json_member(archive, CONFIG_MEMBER, payload.path)
+        return self.config_facts(config, payload.path, options, expansion=expansion)
 
-    def read(self, path: Path, options: LoadOptions) -> Any:
-        with open_audited_zip(path, required_member=CONFIG_MEMBER, kind="Keras model", suffix=".keras") as archive:
-            config = _read_json_member(archive, CONFIG_MEMBER, path)
-        # Checked here as well as by Keras, because keras.config.
-        # enable_unsafe_deserialization() anywhere in the process overrides
-        # Keras's own safe_mode=True; nnsave honours no global switch.
-        if options.safe_mode and holds_python_code(config):
-            raise code_refused(path)
-        import keras
-
-        try:
-            with explained_keras_errors(path):
-                return keras.saving.load_model(
-                    path, compile=options.compile, safe_mode=options.safe_mode
+    def read(self, payload: Payload, options: LoadOptions) -> Any:
+        load_from_stream = _stream_loader()
+        with keras_errors_explained(payload.path), safe_mode_scope(options.safe_mode):
+            if load_from_stream is not None:
+                return load_from_stream(
+                    payload.reader(),
+                    custom_objects=options.custom_objects,
+                    compile=options.compile,
+                    safe_mode=options.safe_mode,
                 )
-        except zipfile.BadZipFile as error:
-            raise FormatError(f"{path} is a damaged .keras archive ({error}). Restore or re-save it.") from None
+            return _load_from_private_copy(payload, options)
 
-    def describe(self, path: Path) -> dict[str, Any]:
-        with open_audited_zip(path, required_member=CONFIG_MEMBER, kind="Keras model", suffix=".keras") as archive:
-            config = _read_json_member(archive, CONFIG_MEMBER, path)
-            keras_metadata = _read_json_member(archive, METADATA_MEMBER, path)
-            parameter_count = _count_parameters(archive, path)
+    def describe(self, payload: Payload) -> dict[str, Any]:
+        with open_zip(payload, required_member=CONFIG_MEMBER, kind="Keras model") as archive:
+            config = _json_member(archive, CONFIG_MEMBER, payload.path)
+            keras_metadata = _json_member(archive, METADATA_MEMBER, payload.path)
+            parameter_count = _count_parameters(archive, payload)
         return {
             "model_class": config.get("class_name"),
             "layers": layers_from_config(config),
             "parameter_count": parameter_count,
             "keras_version": keras_metadata.get("keras_version"),
         }
-
-
-def refuse_compression(target: Path, compress: Any) -> None:
-    """Raise ``ValueError`` unless ``compress`` is None: Keras files are stored as written."""
-    if compress is not None:
-        raise ValueError(
-            f"{target}: compress applies to .joblib files only; a {target.suffix} file "
-            "is stored as it is written. Leave compress=None."
-        )
 
 
 def _stream_writer() -> Callable[[Any, BinaryIO], None] | None:
@@ -136,97 +114,71 @@ def _stream_writer() -> Callable[[Any, BinaryIO], None] | None:
     return save_model
 
 
-def code_refused(path: Path) -> UntrustedFileError:
-    return UntrustedFileError(
-        f"{path} holds Python code (a Lambda layer or similar) that Keras "
-        "refuses to run in safe mode. Pass safe_mode=False together with "
-        "trusted=True only if you made this file yourself."
-    )
+def _stream_loader() -> Callable[..., Any] | None:
+    """Keras's own ``.keras`` reader in the form that accepts a stream, if present.
 
-
-@contextlib.contextmanager
-def explained_keras_errors(path: Path) -> Iterator[None]:
-    """Turn Keras's errors about code in safe mode and unregistered classes into nnsave's."""
+    The public ``keras.saving.load_model`` takes only a path, and opening the
+    path again would read whatever is there now, not the bytes that were
+    verified. ``saving_lib.load_model`` takes a stream; if a Keras release
+    moves it, nnsave loads from a private copy of the verified bytes instead.
+    """
     try:
-        yield
-    except ValueError as error:
-        if "safe_mode" in str(error) or "Lambda" in str(error):
-            raise code_refused(path) from error
-        raise
-    except TypeError as error:
-        if "register_keras_serializable" in str(error) or "Could not locate" in str(error):
-            raise FormatError(
-                f"{path} uses a custom class that is not registered in this "
-                "process. Import the module that defines it, decorated with "
-                "@keras.saving.register_keras_serializable(), then load again. "
-                f"Keras said: {error}"
-            ) from error
-        raise
+        from keras.src.saving.saving_lib import load_model
+    except ImportError:
+        return None
+    return load_model
 
 
-def holds_python_code(node: Any) -> bool:
-    """True if a Keras config names a Lambda layer or a serialised Python function."""
-    if isinstance(node, dict):
-        if node.get("class_name") in _CODE_CLASS_NAMES:
-            return True
-        return any(holds_python_code(value) for value in node.values())
-    if isinstance(node, list):
-        return any(holds_python_code(value) for value in node)
-    return False
+def _load_from_private_copy(payload: Payload, options: LoadOptions) -> Any:
+    import keras
+
+    with tempfile.TemporaryDirectory(prefix="nnsave-load-") as folder:  # mode 0700
+        copy = Path(folder) / "model.keras"
+        copy.write_bytes(payload.view)
+        return keras.saving.load_model(
+            copy, custom_objects=options.custom_objects, compile=options.compile, safe_mode=options.safe_mode
+        )
 
 
-def _read_json_member(archive: zipfile.ZipFile, member: str, path: Path) -> dict[str, Any]:
+def _json_member(archive: zipfile.ZipFile, member: str, path: Path) -> dict[str, Any]:
     if member not in archive.namelist():
         return {}
+
+    def damaged(reason: str) -> FormatError:
+        return FormatError(f"{path}: its {member} is damaged ({reason}). Restore the file or save it again.")
+
     info = archive.getinfo(member)
     if info.file_size > _MAX_JSON_MEMBER_BYTES:
-        raise FormatError(f"{path}: {member} is implausibly large ({info.file_size} bytes).")
+        raise damaged(f"implausibly large: {info.file_size} bytes")
     try:
-        document = json.loads(archive.read(member))
-    except (ValueError, zipfile.BadZipFile) as error:
-        raise FormatError(f"{path}: {member} cannot be read as JSON ({error}).") from None
+        data = archive.read(member)
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError, ValueError) as error:
+        raise damaged(str(error)) from None
+    document = parsing.load_json(data, damaged)
     if not isinstance(document, dict):
-        raise FormatError(f"{path}: {member} is not a JSON object.")
+        raise damaged("not a JSON object")
     return document
-
-
-def layers_from_config(config: dict[str, Any]) -> list[dict[str, str]]:
-    """Names and types of the top-level layers of a Sequential or functional model.
-
-    A subclassed model's config does not list its layers, so the list is empty.
-    """
-    layers = config.get("config", {}).get("layers", [])
-    if not isinstance(layers, list):
-        return []
-    described = []
-    for layer in layers:
-        if isinstance(layer, dict):
-            layer_config = layer.get("config", {})
-            name = layer_config.get("name") if isinstance(layer_config, dict) else None
-            described.append({"name": str(name), "type": str(layer.get("class_name"))})
-    return described
 
 
 class _MemberWindow:
     """A read-only, seekable view of one stored (uncompressed) zip member."""
 
-    def __init__(self, handle: BinaryIO, start: int, length: int) -> None:
-        self._handle, self._start, self._length, self._position = handle, start, length, 0
+    def __init__(self, view: memoryview, start: int, length: int) -> None:
+        self._view = view[start : start + length]
+        self._position = 0
 
     def seek(self, offset: int, whence: int = 0) -> int:
-        base = {0: 0, 1: self._position, 2: self._length}[whence]
-        self._position = max(0, min(self._length, base + offset))
+        base = {0: 0, 1: self._position, 2: len(self._view)}[whence]
+        self._position = max(0, min(len(self._view), base + offset))
         return self._position
 
     def tell(self) -> int:
         return self._position
 
     def read(self, size: int = -1) -> bytes:
-        remaining = self._length - self._position
-        size = remaining if size is None or size < 0 else min(size, remaining)
-        self._handle.seek(self._start + self._position)
-        data = self._handle.read(size)
-        self._position += len(data)
+        end = len(self._view) if size is None or size < 0 else min(len(self._view), self._position + size)
+        data = bytes(self._view[self._position : end])
+        self._position = end
         return data
 
     def readinto(self, buffer: Any) -> int:
@@ -235,21 +187,22 @@ class _MemberWindow:
         return len(data)
 
 
-def _count_parameters(archive: zipfile.ZipFile, path: Path) -> int | None:
+def _count_parameters(archive: zipfile.ZipFile, payload: Payload) -> int | None:
     """Sum the sizes of the model's variables in the weights file, without loading them."""
     if WEIGHTS_MEMBER not in archive.namelist():
         return 0
     info = archive.getinfo(WEIGHTS_MEMBER)
     if info.compress_type != zipfile.ZIP_STORED:
         return None
-    import h5py
-
-    handle = archive.fp
-    handle.seek(info.header_offset)
-    header = _LOCAL_HEADER.unpack(handle.read(_LOCAL_HEADER.size))
+    try:
+        import h5py
+    except ImportError:
+        return None  # inspecting needs no extra; only this count does
+    start = info.header_offset
+    header = _LOCAL_HEADER.unpack(payload.view[start : start + _LOCAL_HEADER.size])
     name_length, extra_length = header[-2], header[-1]
-    data_start = info.header_offset + _LOCAL_HEADER.size + name_length + extra_length
-    window = _MemberWindow(handle, data_start, info.file_size)
+    data_start = start + _LOCAL_HEADER.size + name_length + extra_length
+    window = _MemberWindow(payload.view, data_start, info.file_size)
     total = 0
 
     def visit(name: str, node: Any) -> None:
@@ -258,8 +211,8 @@ def _count_parameters(archive: zipfile.ZipFile, path: Path) -> int | None:
             total += int(node.size)
 
     try:
-        with h5py.File(window, "r") as weights:
+        with h5py.File(window, "r") as weights, contextlib.suppress(RecursionError):
             weights.visititems(visit)
-    except (OSError, RuntimeError, ValueError, KeyError) as error:  # h5py's view of damaged bytes
-        raise FormatError(f"{path}: {WEIGHTS_MEMBER} is not a readable HDF5 file ({error}).") from None
+    except (OSError, RuntimeError, ValueError, KeyError, struct.error) as error:  # h5py's view of damaged bytes
+        raise FormatError(f"{payload.path}: {WEIGHTS_MEMBER} is not a readable HDF5 file ({error}).") from None
     return total

@@ -35,17 +35,12 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
+from .. import parsing
 from ..errors import FormatError, UnsupportedObjectError
-from ..storage import AtomicWrite, Digest
-from . import LoadOptions, keras_module
-from .keras_archive import (
-    KerasHandler,
-    code_refused,
-    explained_keras_errors,
-    holds_python_code,
-    layers_from_config,
-    refuse_compression,
-)
+from ..hashing import Digest
+from ..storage import Transaction
+from ._base import FileFacts, LoadOptions, Payload, SaveOptions
+from ._keras import KerasModelHandler, keras_errors_explained, keras_module, layers_from_config, safe_mode_scope
 
 __all__ = [
     "KerasSafetensorsHandler",
@@ -104,14 +99,13 @@ class _Layout:
     data_start: int
 
 
-class KerasSafetensorsHandler(KerasHandler):
+class KerasSafetensorsHandler(KerasModelHandler):
     """The same objects, trust rules and version checks as ``.keras``; another file layout."""
 
     name = "keras-safetensors"
     suffixes = (".safetensors",)
 
-    def write(self, obj: Any, transaction: AtomicWrite, target: Path, *, compress: Any) -> Digest:
-        refuse_compression(target, compress)
+    def write(self, obj: Any, transaction: Transaction, target: Path, options: SaveOptions) -> Digest:
         keras = keras_module()
         metadata = _metadata_for(obj, target, keras)
         variables = [(_tensor_name(i, v, obj), v) for i, v in enumerate(obj.weights)]
@@ -126,26 +120,26 @@ class KerasSafetensorsHandler(KerasHandler):
                 stream.write(_bytes_of(np.ascontiguousarray(keras.ops.convert_to_numpy(variable))))
         return stream.digest
 
-    def check_signature(self, path: Path) -> None:
-        size = path.stat().st_size
-        with open(path, "rb") as handle:
-            head = handle.read(_LENGTH.size + 1)
+    def check_magic(self, head: bytes, path: Path) -> None:
         length = _LENGTH.unpack(head[:8])[0] if len(head) >= 8 else None
-        if length is None or not 2 <= length <= min(MAX_HEADER_BYTES, size - 8) or head[8:9] != b"{":
+        if length is None or not 2 <= length <= MAX_HEADER_BYTES or head[8:9] != b"{":
             raise FormatError(
                 f"{path} is not a safetensors file: it does not start with an 8-byte "
                 "header length followed by a JSON header. If it is a .keras archive or a "
                 "joblib file, give it that suffix; if it was cut short, restore it."
             )
 
-    def read(self, path: Path, options: LoadOptions) -> Any:
-        layout = _read_layout(path)
-        if options.safe_mode and holds_python_code(layout.config):
-            raise code_refused(path)
+    def facts(self, payload: Payload, options: LoadOptions) -> FileFacts:
+        return self.config_facts(_read_layout(payload).config, payload.path, options)
+
+    def read(self, payload: Payload, options: LoadOptions) -> Any:
+        path = payload.path
+        layout = _read_layout(payload)
         config = dict(layout.config)
         if not options.compile:
             config["compile_config"] = None
-        model = _build(config, path, options.safe_mode)
+        with keras_errors_explained(path), safe_mode_scope(options.safe_mode):
+            model = _build(config, options)
         plan = list(zip(layout.model_tensors, _matched(path, layout.model_tensors, model.weights, "model")))
         if layout.optimizer_tensors and options.compile:
             optimizer = getattr(model, "optimizer", None)
@@ -156,7 +150,7 @@ class KerasSafetensorsHandler(KerasHandler):
                 )
             variables = _matched(path, layout.optimizer_tensors, optimizer.variables, "optimizer")
             plan += list(zip(layout.optimizer_tensors, variables))
-        _assign_from_file(path, layout.data_start, plan)
+        _assign(payload.view, layout.data_start, plan)
         for layer in _all_layers(model):
             # What Keras's own loader does after a layer's variables are in place:
             # Normalization, say, derives its mean and variance tensors from them.
@@ -164,8 +158,8 @@ class KerasSafetensorsHandler(KerasHandler):
                 layer.finalize_state()
         return model
 
-    def describe(self, path: Path) -> dict[str, Any]:
-        layout = _read_layout(path)
+    def describe(self, payload: Payload) -> dict[str, Any]:
+        layout = _read_layout(payload)
         return {
             "model_class": layout.config.get("class_name"),
             "layers": layers_from_config(layout.config),
@@ -272,18 +266,17 @@ def _numpy_dtype(name: str) -> np.dtype:
 
 # --- reading the header -----------------------------------------------------
 
-def _read_layout(path: Path) -> _Layout:
+def _read_layout(payload: Payload) -> _Layout:
     """Parse and check the header: bounds, metadata, dtypes, shapes and offsets."""
-    size = path.stat().st_size
-    with open(path, "rb") as handle:
-        prefix = handle.read(_LENGTH.size)
-        length = _LENGTH.unpack(prefix)[0] if len(prefix) == _LENGTH.size else None
-        if length is None or length > MAX_HEADER_BYTES or length > size - _LENGTH.size:
-            raise FormatError(
-                f"{path}: its header length ({length}) does not fit a file of {size} "
-                "bytes; the file is damaged or not safetensors. Restore it or save again."
-            )
-        header = _parse_json(handle.read(length), path, "header")
+    path, size = payload.path, payload.size
+    prefix = payload.head(_LENGTH.size)
+    length = _LENGTH.unpack(prefix)[0] if len(prefix) == _LENGTH.size else None
+    if length is None or length > MAX_HEADER_BYTES or length > size - _LENGTH.size:
+        raise FormatError(
+            f"{path}: its header length ({length}) does not fit a file of {size} "
+            "bytes; the file is damaged or not safetensors. Restore it or save again."
+        )
+    header = _parse_json(bytes(payload.view[_LENGTH.size : _LENGTH.size + length]), path, "header")
     metadata = header.pop("__metadata__", None)
     if not isinstance(metadata, dict) or metadata.get(FORMAT_KEY) != FORMAT_VALUE:
         raise FormatError(
@@ -313,12 +306,12 @@ def _read_layout(path: Path) -> _Layout:
 
 
 def _parse_json(data: bytes, path: Path, what: str) -> dict[str, Any]:
-    try:
-        document = json.loads(data)
-    except (ValueError, RecursionError) as error:
-        raise FormatError(f"{path}: its {what} is not valid JSON ({type(error).__name__}). The file is damaged.") from None
+    def damaged(reason: str) -> FormatError:
+        return FormatError(f"{path}: its {what} is damaged ({reason}). Restore the file or save it again.")
+
+    document = parsing.load_json(data, damaged)
     if not isinstance(document, dict):
-        raise FormatError(f"{path}: its {what} is not a JSON object. The file is damaged.")
+        raise damaged("not a JSON object")
     return document
 
 
@@ -370,17 +363,21 @@ def _check_positions(path: Path, tensors: list[_Tensor], prefix: str) -> None:
 
 # --- building the model and filling it --------------------------------------
 
-def _build(config: dict[str, Any], path: Path, safe_mode: bool) -> Any:
+def _build(config: dict[str, Any], options: LoadOptions) -> Any:
     """The model from its config, built with zero initializers, then given its own back."""
     import keras
 
-    with explained_keras_errors(path):
-        model = keras.saving.deserialize_keras_object(_with_zero_initializers(config), safe_mode=safe_mode)
-        _restore_initializers(model, config)
-        if _initializers(keras.saving.serialize_keras_object(model)) != _initializers(config):
-            # A layer kept its initializer somewhere this module cannot reach:
-            # build again the ordinary way, so that get_config() stays true.
-            model = keras.saving.deserialize_keras_object(config, safe_mode=safe_mode)
+    def build(from_config: dict[str, Any]) -> Any:
+        return keras.saving.deserialize_keras_object(
+            from_config, custom_objects=options.custom_objects, safe_mode=options.safe_mode
+        )
+
+    model = build(_with_zero_initializers(config))
+    _restore_initializers(model, config)
+    if _initializers(keras.saving.serialize_keras_object(model)) != _initializers(config):
+        # A layer kept its initializer somewhere this module cannot reach:
+        # build again the ordinary way, so that get_config() stays true.
+        model = build(config)
     return model
 
 
@@ -457,20 +454,9 @@ def _matched(path: Path, tensors: list[_Tensor], variables: list[Any], what: str
     return variables
 
 
-def _assign_from_file(path: Path, data_start: int, plan: list[tuple[_Tensor, Any]]) -> None:
-    """Read each planned tensor straight into a buffer and assign it to its variable."""
-    with open(path, "rb", buffering=0) as handle:
-        for tensor, variable in plan:
-            handle.seek(data_start + tensor.begin, os.SEEK_SET)
-            buffer = np.empty(tensor.shape, dtype=_numpy_dtype(tensor.dtype))
-            _read_exact_into(handle, _bytes_of(buffer), path)
-            variable.assign(buffer)
-
-
-def _read_exact_into(handle: BinaryIO, view: memoryview, path: Path) -> None:
-    done = 0
-    while done < len(view):
-        count = handle.readinto(view[done:])
-        if not count:
-            raise FormatError(f"{path} ended while a tensor was being read; it was cut short while loading.")
-        done += count
+def _assign(view: memoryview, data_start: int, plan: list[tuple[_Tensor, Any]]) -> None:
+    """Assign each planned tensor to its variable, straight from the verified bytes."""
+    for tensor, variable in plan:
+        begin = data_start + tensor.begin
+        array = np.frombuffer(view[begin : data_start + tensor.end], dtype=_numpy_dtype(tensor.dtype))
+        variable.assign(array.reshape(tensor.shape))
