@@ -115,7 +115,7 @@ def save(
     >>> nnsave.load(folder / "arrays.joblib")["w"]
     array([0, 1, 2])
     """
-    target = user_path(path)
+    target = _file_path(path)
     handler = handler_for_path(target)
     if not handler.claims(obj):
         owner = handler_for_object(obj)
@@ -130,11 +130,6 @@ def save(
     user_metadata = check_metadata(metadata, target)
     if not isinstance(overwrite, bool):
         raise InvalidArgumentError(f"{target}: overwrite must be True or False, not {overwrite!r}.")
-    if target.is_dir():
-        raise DirectoryGivenError(
-            f"{target} is a directory; give a file name such as {target / ('model' + handler.suffixes[0])}.",
-            str(target),
-        )
     if not target.parent.is_dir():
         raise FileMissingError(f"The directory {target.parent} does not exist; create it first.", str(target.parent))
     for message in handler.check_saveable(obj, target):
@@ -250,7 +245,7 @@ def load(
     inode, size, mtime and ctime (:mod:`nnsave.digest_cache`);
     ``NNSAVE_DIGEST_CACHE=0`` turns it off, and :func:`verify` always hashes.
     """
-    target = user_path(path)
+    target = _file_path(path)
     handler = handler_for_path(target)
     approved = _types(trusted_types, target)
     options = LoadOptions(safe_mode=safe_mode, compile=compile, custom_objects=custom_objects, mmap_mode=mmap_mode)
@@ -348,7 +343,7 @@ def verify(path: PathLike) -> ArtifactInfo:
 
 
 def _inspect(path: PathLike, *, rehash: bool) -> ArtifactInfo:
-    target = user_path(path)
+    target = _file_path(path)
     prefix = legacy.tf_checkpoint_prefix(target)
     if prefix is not None:
         return _inspect_tf_checkpoint(prefix)
@@ -392,6 +387,19 @@ def _inspect_tf_checkpoint(prefix: Path) -> ArtifactInfo:
         details={"kind": facts["kind"], "files": facts["files"]},
         variables=facts["variables"],
     )
+
+
+def _file_path(path: Any) -> Path:
+    """The caller's path, refused at once if it names a directory (``.`` included)."""
+    target = user_path(path)
+    if target.is_dir():
+        raise DirectoryGivenError(
+            f"{target} is a directory, but a file was expected: give the file's path, "
+            f"such as {target / 'model.keras'}. For a checkpoint directory, use "
+            "nnsave.latest_checkpoint(directory) or `nnsave ls`.",
+            str(target),
+        )
+    return target
 
 
 def _types(trusted_types: Any, target: Path) -> tuple[str, ...]:

@@ -188,7 +188,8 @@ def checked_pair(
     extra_algorithms : iterable of str
         Digests to compute besides the manifest's own (``"sha256"`` for a pin).
     rehash : bool
-        Hash the bytes even if the digest cache knows them (``verify`` does).
+        Hash the bytes even if the digest cache knows them, under every
+        algorithm the manifest records (``verify`` does).
 
     Raises
     ------
@@ -224,6 +225,8 @@ def _attempt(path: Path, format_name: str, extra: tuple[str, ...], rehash: bool)
     handle = storage.open_regular(path)
     try:
         algorithm = manifest.preferred_algorithm if manifest is not None else DEFAULT_ALGORITHM
+        if rehash and manifest is not None:
+            extra = (*extra, *manifest.digests)
         check = PairCheck(path, handle, manifest, Integrity.NO_MANIFEST, Digest(handle.size))
         check.digest = _digest(check, algorithm, extra, rehash)
     except BaseException:

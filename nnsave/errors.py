@@ -105,12 +105,20 @@ class MissingDependencyError(NNSaveError, ModuleNotFoundError):
     """A library that this format needs is not installed; the message names the extra."""
 
 
-class PathError(NNSaveError, OSError):
-    """The path does not name a regular file that nnsave can use."""
+class _NamedOSError(OSError):
+    """An OSError whose text is the whole message, with the file kept in ``filename``."""
 
     def __init__(self, message: str, filename: object = None) -> None:
         super().__init__(message)
         self.filename = filename
+
+    def __str__(self) -> str:
+        # OSError would print "[Errno None] None: 'path'" once filename is set.
+        return str(self.args[0]) if self.args else ""
+
+
+class PathError(NNSaveError, _NamedOSError):
+    """The path does not name a regular file that nnsave can use."""
 
 
 class FileMissingError(PathError, FileNotFoundError):
@@ -137,12 +145,8 @@ class UnreadableFileError(PathError, PermissionError):
     """The file exists, but this user may not read it."""
 
 
-class LockTimeoutError(NNSaveError, TimeoutError):
+class LockTimeoutError(NNSaveError, _NamedOSError, TimeoutError):
     """Another writer held the directory's lock for too long."""
-
-    def __init__(self, message: str, filename: object = None) -> None:
-        super().__init__(message)
-        self.filename = filename
 
 
 class KeyFileError(NNSaveError, PermissionError):

@@ -1,11 +1,15 @@
-import datetime as dt
-import importlib.metadata
+"""Manifests: pure build, parse and compare; schema 1 still read; hostile JSON refused."""
+
 import json
-import sys
+from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from nnsave import IntegrityError
+from nnsave import keys
+from nnsave.errors import IntegrityError, InvalidArgumentError, Problem
+from nnsave.hashing import hash_buffer
 from nnsave.manifest import (
     MANIFEST_SUFFIX,
     build_manifest,
@@ -13,104 +17,113 @@ from nnsave.manifest import (
     installed_versions,
     manifest_path,
     parse_manifest,
+    payload_path,
     version_mismatches,
 )
 
+SOURCE = Path("m.joblib.nnsave.json")
 
-def _manifest(**overrides):
+
+def _manifest(**changes):
     fields = dict(
         format_name="joblib",
-        sha256="a" * 64,
-        size=10,
+        digest=hash_buffer(b"payload", ["blake3", "sha256"]),
         class_path="builtins.dict",
+        versions={"python": "3.11.7", "numpy": "2.4.6"},
         metadata={"epoch": 3},
-        nnsave_version="0.1.0",
-        now=dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.timezone.utc),
+        expects={"n_features_in": 4},
+        nnsave_version="0.2.0",
     )
-    fields.update(overrides)
+    fields.update(changes)
     return build_manifest(**fields)
 
 
-def test_manifest_sits_beside_the_payload(tmp_path):
-    assert manifest_path(tmp_path / "model.keras") == tmp_path / ("model.keras" + MANIFEST_SUFFIX)
-    assert MANIFEST_SUFFIX == ".nnsave.json"
+def test_manifest_sits_beside_the_payload():
+    assert manifest_path(Path("a/m.keras")) == Path("a/m.keras" + MANIFEST_SUFFIX)
+    assert payload_path(manifest_path(Path("a/m.keras"))) == Path("a/m.keras")
 
 
-def test_manifest_records_everything_the_issue_names():
-    document = json.loads(_manifest().to_json())
-    assert document["schema_version"] == 1
-    assert document["format"] == "joblib"
-    assert document["sha256"] == "a" * 64 and document["size"] == 10
-    assert document["created_utc"] == "2026-01-02T03:04:05Z"
-    assert set(document["versions"]) == {"python", "numpy", "tensorflow", "keras", "scikit-learn", "joblib", "skops"}
-    assert document["class"] == "builtins.dict"
-    assert document["metadata"] == {"epoch": 3}
-
-
-def test_parse_is_the_inverse_of_build(tmp_path):
+def test_parse_is_the_inverse_of_to_json_signed_or_not():
     manifest = _manifest()
-    assert parse_manifest(manifest.to_json().encode(), source=tmp_path / "m") == manifest
+    assert parse_manifest(manifest.to_json().encode(), source=SOURCE) == manifest
+    key = keys.SigningKey(b"k" * 32, keys.KeySource.ARGUMENT)
+    signed = keys.sign(manifest, key)
+    assert parse_manifest(signed.to_json().encode(), source=SOURCE) == signed
+
+
+def test_a_schema_1_manifest_and_its_signature_are_still_read():
+    key = keys.SigningKey(b"k" * 32, keys.KeySource.ARGUMENT)
+    document = {
+        "schema_version": 1, "format": "joblib", "nnsave_version": "0.1.0", "sha256": "a" * 64,
+        "size": 7, "created_utc": "2026-01-01T00:00:00Z", "versions": {"numpy": "2.4.6"},
+        "class": "builtins.list", "metadata": {},
+    }
+    # How nnsave 0.1 signed: HMAC-SHA256 of every field but the signature, sorted and compact.
+    document["signature"] = keys.signature_of(
+        json.dumps(document, sort_keys=True, separators=(",", ":")).encode(), key
+    )
+    parsed = parse_manifest(json.dumps(document).encode(), source=SOURCE)
+    assert parsed.digests == {"sha256": "a" * 64} and parsed.schema_version == 1
+    assert keys.check_signature(parsed, key) is keys.SignatureStatus.VALID
 
 
 @pytest.mark.parametrize(
-    "damage, reason",
+    "change, reason",
     [
-        (lambda d: b"{not json", "not valid JSON"),
-        (lambda d: b"[1, 2]", "not a JSON object"),
-        (lambda d: d.replace(b'"size": 10', b'"size": "10"'), "'size'"),
-        (lambda d: d.replace(b'"a' + b"a" * 63, b'"Z' + b"a" * 63), "64 lowercase hex"),
-        (lambda d: d.replace(b'"size": 10', b'"size": -1'), "negative"),
-        (lambda d: d.replace(b'"schema_version": 1', b'"schema_version": 99'), "upgrade nnsave"),
-        (lambda d: d.replace(b'"schema_version": 1', b'"schema_version": true'), "'schema_version'"),
-        (lambda d: b"\xff\xfe", "not valid JSON"),
+        ({"schema_version": 9}, "newer than this nnsave"),
+        ({"schema_version": 0}, "does not exist"),
+        ({"size": -1}, "negative"),
+        ({"size": "7"}, "'size'"),
+        ({"digests": {"md5": "x"}}, "no digest nnsave knows"),
+        ({"digests": {"blake3": "XYZ"}}, "not 64 lower-case hex"),
+        ({"digests": []}, "'digests'"),
+        ({"versions": {"numpy": 2}}, "not a string"),
+        ({"metadata": []}, "'metadata'"),
+        ({"class": ["a", "list"]}, "'class'"),
+        ({"signature": {"algorithm": "md5", "value": "0" * 64}}, "hmac-sha256"),
+        ({"signature": "0" * 64}, "'signature'"),
+        ({"expects": "x"}, "'expects'"),
     ],
 )
-def test_damaged_manifests_raise_integrity_error(tmp_path, damage, reason):
-    data = damage(_manifest().to_json().encode())
+def test_damaged_manifests_raise_integrity_error_naming_the_file(change, reason):
+    document = json.loads(_manifest().to_json())
+    document.update(change)
     with pytest.raises(IntegrityError, match=reason) as caught:
-        parse_manifest(data, source=tmp_path / "x.joblib.nnsave.json")
-    assert "x.joblib.nnsave.json" in str(caught.value)
+        parse_manifest(json.dumps(document).encode(), source=SOURCE)
+    assert str(SOURCE) in str(caught.value) and caught.value.problem is Problem.DAMAGED_MANIFEST
 
 
-def test_metadata_must_be_json(tmp_path):
-    assert check_metadata(None) == {}
-    assert check_metadata({"a": [1, 2.5, None]}) == {"a": [1, 2.5, None]}
-    with pytest.raises(TypeError, match="JSON-serialisable"):
-        check_metadata({"when": dt.date.today()})
-    with pytest.raises(TypeError, match="JSON-serialisable"):
-        check_metadata({"score": float("nan")})
-    with pytest.raises(TypeError, match="must be a dict"):
-        check_metadata([1, 2])
+@settings(max_examples=150, deadline=None)
+@given(data=st.binary(max_size=300))
+def test_any_bytes_parse_or_raise_integrity_error(data):
+    try:
+        parse_manifest(data, source=SOURCE)
+    except IntegrityError:
+        pass
 
 
-def test_installed_versions_are_read_without_importing():
-    versions = installed_versions()
-    assert versions["python"].count(".") == 2
-    assert versions["numpy"] is not None
+def test_metadata_must_be_json_with_string_keys():
+    assert check_metadata({"a": [1, 2.5, None, True]}, Path("m")) == {"a": [1, 2.5, None, True]}
+    for bad, words in [
+        ({1: "x"}, "key 1 of type int"),
+        ({"a": {"b": {2: "x"}}}, "metadata['a']['b']"),
+        ({"a": float("nan")}, "no NaN"),
+        ({"a": object()}, "JSON-serialisable"),
+        ([("a", 1)], "must be a dict"),
+    ]:
+        with pytest.raises(InvalidArgumentError, match=words.replace("[", r"\[").replace("]", r"\]")):
+            check_metadata(bad, Path("m"))
 
 
-@pytest.mark.parametrize(
-    "saved, installed, depth, expected",
-    [
-        ("1.8.0", "1.9.1", 3, True),
-        ("1.9.1", "1.9.1", 3, False),
-        ("3.15.1", "3.2.0", 1, False),
-        ("2.15.0", "3.15.1", 1, True),
-        ("2.4.6", "2.4.6rc1", 3, False),
-        ("1.6.0", None, 1, False),
-    ],
-)
-def test_version_mismatch_depth(saved, installed, depth, expected):
-    found = version_mismatches({"lib": saved}, {"lib": installed}, strictness={"lib": depth})
-    assert bool(found) is expected
-    if expected:
-        assert found == [("lib", saved, installed)]
+def test_installed_versions_name_python_and_only_the_libraries_asked_for():
+    versions = installed_versions(["numpy", "no-such-library"])
+    assert set(versions) == {"python", "numpy", "no-such-library"}
+    assert versions["no-such-library"] is None
 
 
-def test_imported_libraries_report_the_version_that_runs(monkeypatch):
-    import types
-
-    monkeypatch.setitem(sys.modules, "sklearn", types.SimpleNamespace(__version__="9.9.9"))
-    assert installed_versions()["scikit-learn"] == "9.9.9"
-    monkeypatch.setitem(sys.modules, "sklearn", types.SimpleNamespace())  # no __version__
-    assert installed_versions()["scikit-learn"] == importlib.metadata.version("scikit-learn")
+def test_version_mismatch_depth():
+    saved = {"keras": "3.1.0", "scikit-learn": "1.9.0"}
+    now = {"keras": "3.15.1", "scikit-learn": "1.9.1"}
+    assert version_mismatches(saved, now, strictness={"keras": 1}) == []
+    assert version_mismatches(saved, now, strictness={"scikit-learn": 3}) == [("scikit-learn", "1.9.0", "1.9.1")]
+    assert version_mismatches({"keras": None}, now, strictness={"keras": 1}) == []

@@ -1,188 +1,247 @@
+"""Atomic staged writes under the writers' lock; reads through one descriptor that cannot hang."""
+
 import errno
-import hashlib
 import os
+import stat
+import threading
+import time
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 from nnsave import storage
+from nnsave.errors import DirectoryGivenError, FileMissingError, LockTimeoutError, NotAFileError
+from nnsave.hashing import hash_buffer
 
 
-def test_write_bytes_publishes_file_and_reports_digest(tmp_path):
+def _visible(directory):
+    return sorted(name for name in os.listdir(directory) if name != storage.LOCK_NAME)
+
+
+def test_write_bytes_publishes_only_at_commit_and_reports_the_digest(tmp_path):
     target = tmp_path / "blob.bin"
-    with storage.atomic_write() as transaction:
-        digest = transaction.write_bytes(target, b"hello")
+    with storage.transaction(tmp_path) as pending:
+        digest = pending.write_bytes(target, b"hello")
         assert not target.exists(), "nothing may appear under the final name before commit"
     assert target.read_bytes() == b"hello"
-    assert digest == storage.Digest(hashlib.sha256(b"hello").hexdigest(), 5)
-    assert os.listdir(tmp_path) == ["blob.bin"]
+    assert digest == hash_buffer(b"hello", ["blake3"])
+    assert _visible(tmp_path) == ["blob.bin"]
 
 
-def test_failure_keeps_previous_file_and_removes_staging(tmp_path):
+def test_failure_keeps_the_previous_file_and_removes_staging(tmp_path):
     target = tmp_path / "blob.bin"
     target.write_bytes(b"old")
     with pytest.raises(RuntimeError, match="boom"):
-        with storage.atomic_write() as transaction:
-            with transaction.stream(target) as stream:
+        with storage.transaction(tmp_path) as pending:
+            with pending.stream(target) as stream:
                 stream.write(b"new, half")
                 raise RuntimeError("boom")
     assert target.read_bytes() == b"old"
-    assert os.listdir(tmp_path) == ["blob.bin"]
+    assert _visible(tmp_path) == ["blob.bin"]
 
 
-def test_disk_full_is_reported_with_the_file_name(tmp_path):
+def test_disk_full_names_the_file_and_says_nothing_was_replaced(tmp_path):
     target = tmp_path / "model.joblib"
     target.write_bytes(b"old")
     with pytest.raises(OSError) as caught:
-        with storage.atomic_write() as transaction:
-            with transaction.stream(target):
+        with storage.transaction(tmp_path) as pending:
+            with pending.stream(target):
                 raise OSError(errno.ENOSPC, "No space left on device")
     assert caught.value.errno == errno.ENOSPC
     assert "model.joblib" in str(caught.value) and "unchanged" in str(caught.value)
     assert target.read_bytes() == b"old"
-    assert os.listdir(tmp_path) == ["model.joblib"]
 
 
-def test_staging_path_keeps_suffix_and_is_hashed_on_commit(tmp_path):
+def test_staging_path_keeps_the_suffix_and_is_hashed_through_nnsaves_descriptor(tmp_path):
     target = tmp_path / "m.keras"
-    with storage.atomic_write() as transaction:
-        staging = transaction.staging_path(target)
+    with storage.transaction(tmp_path) as pending:
+        staging = pending.staging_path(target)
         assert staging.suffix == ".keras" and storage.is_temporary(staging)
-        staging.write_bytes(b"zip bytes")
-        digest = transaction.digest_of(target)
-    assert digest.sha256 == hashlib.sha256(b"zip bytes").hexdigest()
+        with open(staging, "r+b") as writer:  # a library that insists on a name writes in place
+            writer.write(b"zip bytes")
+        digest = pending.digest_of(target)
+    assert digest == hash_buffer(b"zip bytes", ["blake3"])
     assert target.read_bytes() == b"zip bytes"
 
 
-def test_digest_of_unknown_target_is_a_key_error(tmp_path):
-    with pytest.raises(KeyError):
-        with storage.atomic_write() as transaction:
-            transaction.digest_of(tmp_path / "never-staged")
+def test_a_transaction_writes_only_in_its_own_directory(tmp_path):
+    (tmp_path / "other").mkdir()
+    with pytest.raises(ValueError, match="not in this transaction's directory"):
+        with storage.transaction(tmp_path) as pending:
+            pending.write_bytes(tmp_path / "other" / "x", b"1")
 
 
-def test_hashing_writer_refuses_to_seek(tmp_path):
-    with open(tmp_path / "f", "wb") as raw:
-        writer = storage.HashingWriter(raw)
-        writer.write(b"abc")
-        assert writer.tell() == 3 and not writer.seekable()
-        with pytest.raises(OSError):
-            writer.seek(0)
+def test_the_writers_lock_is_held_for_the_whole_transaction(tmp_path):
+    """Staging happens under the lock, so anything staged that a lock holder finds is stale."""
+    inside = threading.Event()
+    release = threading.Event()
+    seen = []
+
+    def writer():
+        with storage.transaction(tmp_path) as pending:
+            with pending.stream(tmp_path / "a.bin") as stream:
+                stream.write(b"x")
+                inside.set()
+                release.wait(5)
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    inside.wait(5)
+
+    def cleaner():
+        with storage.directory_lock(tmp_path):
+            seen.append(storage.stale_temporaries(tmp_path))
+
+    cleaning = threading.Thread(target=cleaner)
+    cleaning.start()
+    time.sleep(0.3)
+    assert not seen, "the cleaner must wait while a writer stages"
+    release.set()
+    thread.join(5)
+    cleaning.join(5)
+    assert seen == [[]], "after the writer committed, nothing is left to clean"
 
 
-_KIND = {"bytes": bytes, "bytearray": bytearray, "memoryview": lambda b: memoryview(bytearray(b))}
+def test_directory_lock_is_reentrant_in_a_thread_and_exclusive_between_threads(tmp_path):
+    order = []
+    with storage.directory_lock(tmp_path):
+        with storage.directory_lock(tmp_path):  # re-entered, no deadlock
+            assert storage.holds_lock(tmp_path)
+
+        def other():
+            with storage.directory_lock(tmp_path):
+                order.append("other")
+
+        thread = threading.Thread(target=other)
+        thread.start()
+        time.sleep(0.2)
+        order.append("first")
+    thread.join(5)
+    assert order == ["first", "other"]
+    assert not storage.holds_lock(tmp_path)
 
 
-@settings(max_examples=25, deadline=None)
-@given(
-    writes=st.lists(
-        st.tuples(
-            st.sampled_from(sorted(_KIND)),
-            st.integers(0, 3 << 20),
-            st.integers(0, 255),
-        ),
-        max_size=7,
-    )
-)
-def test_pipelined_hash_matches_and_ignores_reuse_of_buffers(tmp_path_factory, writes):
-    """Large and small writes of every buffer type hash in order, and a
-    caller reusing a mutable buffer right after write() cannot change the hash."""
-    target = tmp_path_factory.mktemp("pipeline") / "payload"
-    expected = hashlib.sha256()
-    with storage.atomic_write() as transaction:
-        with transaction.stream(target) as stream:
-            for kind, size, fill in writes:
-                data = bytes([fill]) * size
-                expected.update(data)
-                buffer = _KIND[kind](data)
-                stream.write(buffer)
-                if not isinstance(buffer, bytes):
-                    memoryview(buffer).cast("B")[:] = b"\0" * size
-    assert stream.digest.sha256 == expected.hexdigest()
-    assert stream.digest == storage.hash_file(target)
+def test_a_lock_that_is_only_tried_does_not_wait(tmp_path):
+    taken = threading.Event()
+    done = threading.Event()
+
+    def holder():
+        with storage.directory_lock(tmp_path):
+            taken.set()
+            done.wait(5)
+
+    thread = threading.Thread(target=holder)
+    thread.start()
+    taken.wait(5)
+    started = time.monotonic()
+    with storage.directory_lock(tmp_path, wait=False) as held:
+        assert held is False
+    assert time.monotonic() - started < 1
+    done.set()
+    thread.join(5)
 
 
-def test_hashing_thread_stops_when_the_stream_fails(tmp_path):
-    import threading
+def test_lock_timeout_names_the_lock_file(tmp_path, monkeypatch):
+    monkeypatch.setattr(storage, "LOCK_TIMEOUT_SECONDS", 0.2)
+    taken, done = threading.Event(), threading.Event()
 
-    target = tmp_path / "payload"
-    with pytest.raises(RuntimeError, match="boom"):
-        with storage.atomic_write() as transaction:
-            with transaction.stream(target) as stream:
-                stream.write(b"x" * (4 << 20))
-                raise RuntimeError("boom")
-    assert not [thread for thread in threading.enumerate() if thread.name.startswith("nnsave-hash")]
-    assert os.listdir(tmp_path) == []
+    def holder():
+        with storage.directory_lock(tmp_path):
+            taken.set()
+            done.wait(5)
+
+    thread = threading.Thread(target=holder)
+    thread.start()
+    taken.wait(5)
+    with pytest.raises(LockTimeoutError, match=storage.LOCK_NAME):
+        with storage.directory_lock(tmp_path):
+            pass
+    done.set()
+    thread.join(5)
+
+
+def test_stale_temporaries_need_the_lock_and_list_only_regular_staging_files(tmp_path):
+    with pytest.raises(RuntimeError, match="lock must be held"):
+        storage.stale_temporaries(tmp_path)
+    stale = tmp_path / f".m.keras{storage.TEMP_MARKER}abc"
+    stale.write_bytes(b"left by a killed save")
+    (tmp_path / f".x{storage.TEMP_MARKER}link").symlink_to(tmp_path / "elsewhere")
+    with storage.directory_lock(tmp_path):
+        assert storage.stale_temporaries(tmp_path) == [(stale, tmp_path / "m.keras")]
+
+
+def test_open_regular_refuses_fifos_and_devices_without_blocking(tmp_path):
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    started = time.monotonic()
+    with pytest.raises(NotAFileError, match="FIFO"):
+        storage.open_regular(fifo)
+    with pytest.raises(NotAFileError, match="character device"):
+        storage.open_regular("/dev/zero")
+    link = tmp_path / "zero"
+    link.symlink_to("/dev/zero")
+    with pytest.raises(NotAFileError):
+        storage.open_regular(link)
+    assert time.monotonic() - started < 2
+
+
+def test_open_regular_names_missing_files_and_directories(tmp_path):
+    with pytest.raises(FileMissingError, match="No such file"):
+        storage.open_regular(tmp_path / "absent")
+    with pytest.raises(DirectoryGivenError):
+        storage.open_regular(tmp_path)
+
+
+def test_reads_go_through_the_descriptor_not_the_path(tmp_path):
+    """Swapping the file after it was opened changes nothing for the reader."""
+    path = tmp_path / "data.bin"
+    path.write_bytes(b"A" * (2 << 20))
+    with storage.open_regular(path) as handle:
+        (tmp_path / "evil.bin").write_bytes(b"B" * (2 << 20))
+        os.replace(tmp_path / "evil.bin", path)
+        assert handle.changed_since_opened()
+        assert bytes(handle.contents()[:4]) == b"AAAA"
+        assert handle.read_all() == b"A" * (2 << 20)
+        assert handle.head(2) == b"AA"
+        reopened = handle.descriptor_path()
+        with open(reopened, "rb") as again:
+            assert again.read(4) == b"AAAA", "the descriptor path reopens the verified file"
+
+
+def test_files_others_can_write_are_copied_not_mapped(tmp_path):
+    path = tmp_path / "shared.bin"
+    path.write_bytes(b"C" * (2 << 20))
+    path.chmod(0o666)
+    with storage.open_regular(path) as handle:
+        assert storage.writable_by_others(handle.status)
+        view = handle.contents()
+        with open(path, "r+b") as other:  # another user writes in place after the check
+            other.write(b"D" * 10)
+        assert bytes(view[:4]) == b"CCCC", "a private copy cannot change under the reader"
+        view.release()
 
 
 def test_read_small_file_refuses_large_files(tmp_path):
     path = tmp_path / "big"
-    path.write_bytes(b"x" * 11)
-    assert storage.read_small_file(path, 11) == b"x" * 11
-    with pytest.raises(ValueError, match="larger than 10 bytes"):
-        storage.read_small_file(path, 10)
+    path.write_bytes(b"x" * 100)
+    assert storage.read_small_file(path, 100) == b"x" * 100
+    with pytest.raises(ValueError, match="more than"):
+        storage.read_small_file(path, 99)
 
 
-@settings(max_examples=40, deadline=None)
-@given(chunks=st.lists(st.binary(max_size=3000), max_size=8))
-def test_streamed_digest_equals_file_digest(tmp_path_factory, chunks):
-    target = tmp_path_factory.mktemp("hash") / "payload"
-    with storage.atomic_write() as transaction:
-        with transaction.stream(target) as stream:
-            for chunk in chunks:
-                stream.write(chunk)
-    assert stream.digest == storage.hash_file(target)
-    assert stream.digest.size == sum(map(len, chunks))
+def test_remove_files_needs_the_lock_and_tolerates_missing_files(tmp_path):
+    (tmp_path / "a").write_bytes(b"1")
+    with pytest.raises(RuntimeError):
+        storage.remove_files([tmp_path / "a"])
+    with storage.directory_lock(tmp_path):
+        storage.remove_files([tmp_path / "a", tmp_path / "never"])
+    assert _visible(tmp_path) == []
 
 
-def test_stale_temporaries_skip_live_writers(tmp_path):
-    target = tmp_path / "blob.bin"
-    abandoned = tmp_path / f".blob.bin{storage.TEMP_MARKER}dead"
-    abandoned.write_bytes(b"left by a killed process")
-    with storage.atomic_write() as transaction:
-        with transaction.stream(target) as stream:
-            stream.write(b"in progress")
-            stale = storage.stale_temporaries(tmp_path)
-    assert stale == [(abandoned, target)]
-    storage.remove_temporary(abandoned)
-    assert sorted(os.listdir(tmp_path)) == ["blob.bin"]
-    with pytest.raises(ValueError, match="not an nnsave staging file"):
-        storage.remove_temporary(target)
-
-
-def test_directory_lock_is_reentrant(tmp_path):
-    with storage.directory_lock(tmp_path, shared=True):
-        with storage.directory_lock(tmp_path):
-            with storage.atomic_write() as transaction:
-                transaction.write_bytes(tmp_path / "f", b"x")
-    assert (tmp_path / "f").read_bytes() == b"x"
-
-
-def test_directory_lock_excludes_other_threads_but_is_reentrant_in_one(tmp_path):
-    import threading
-
-    inside = threading.Event()
-    release = threading.Event()
-    order = []
-
-    def holder():
-        with storage.directory_lock(tmp_path):
-            with storage.directory_lock(tmp_path):  # re-entrant within this thread
-                inside.set()
-                release.wait(5)
-                order.append("holder leaves")
-
-    def contender():
-        inside.wait(5)
-        with storage.directory_lock(tmp_path, shared=True):
-            order.append("contender enters")
-
-    threads = [threading.Thread(target=holder), threading.Thread(target=contender)]
-    for thread in threads:
-        thread.start()
-    inside.wait(5)
-    release_timer = threading.Timer(0.2, release.set)
-    release_timer.start()
-    for thread in threads:
-        thread.join(10)
-    assert order == ["holder leaves", "contender enters"]
+def test_create_private_file_never_replaces_and_is_owner_only(tmp_path):
+    path = tmp_path / "keys" / "k"
+    assert storage.create_private_file(path, b"first")
+    assert not storage.create_private_file(path, b"second")
+    assert path.read_bytes() == b"first"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert stat.S_IMODE(path.parent.stat().st_mode) & 0o077 == 0
+    assert sorted(os.listdir(path.parent)) == ["k"]
