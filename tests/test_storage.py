@@ -1,5 +1,6 @@
 """Atomic staged writes under the writers' lock; reads through one descriptor that cannot hang."""
 
+import contextlib
 import errno
 import os
 import stat
@@ -120,43 +121,39 @@ def test_directory_lock_is_reentrant_in_a_thread_and_exclusive_between_threads(t
     assert not storage.holds_lock(tmp_path)
 
 
-def test_a_lock_that_is_only_tried_does_not_wait(tmp_path):
-    taken = threading.Event()
-    done = threading.Event()
+@contextlib.contextmanager
+def _held_by_another_thread(directory):
+    """The directory's lock, held by another thread until the block ends."""
+    taken, done = threading.Event(), threading.Event()
 
     def holder():
-        with storage.directory_lock(tmp_path):
+        with storage.directory_lock(directory):
             taken.set()
             done.wait(5)
 
     thread = threading.Thread(target=holder)
     thread.start()
     taken.wait(5)
-    started = time.monotonic()
-    with storage.directory_lock(tmp_path, wait=False) as held:
-        assert held is False
-    assert time.monotonic() - started < 1
-    done.set()
-    thread.join(5)
+    try:
+        yield
+    finally:
+        done.set()
+        thread.join(5)
+
+
+def test_a_lock_that_is_only_tried_does_not_wait(tmp_path):
+    with _held_by_another_thread(tmp_path):
+        started = time.monotonic()
+        with storage.directory_lock(tmp_path, wait=False) as held:
+            assert held is False
+        assert time.monotonic() - started < 1
 
 
 def test_lock_timeout_names_the_lock_file(tmp_path, monkeypatch):
     monkeypatch.setattr(storage, "LOCK_TIMEOUT_SECONDS", 0.2)
-    taken, done = threading.Event(), threading.Event()
-
-    def holder():
-        with storage.directory_lock(tmp_path):
-            taken.set()
-            done.wait(5)
-
-    thread = threading.Thread(target=holder)
-    thread.start()
-    taken.wait(5)
-    with pytest.raises(LockTimeoutError, match=storage.LOCK_NAME):
+    with _held_by_another_thread(tmp_path), pytest.raises(LockTimeoutError, match=storage.LOCK_NAME):
         with storage.directory_lock(tmp_path):
             pass
-    done.set()
-    thread.join(5)
 
 
 def test_stale_temporaries_need_the_lock_and_list_only_regular_staging_files(tmp_path):
