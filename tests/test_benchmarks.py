@@ -142,7 +142,7 @@ def test_a_large_stream_is_flushed_in_the_background_while_it_is_written(tmp_pat
     assert calls, "no background flush was started"
     restored = nnsave.load(path)
     assert all(np.array_equal(restored[k], arrays[k]) for k in arrays)
-    assert nnsave.verify(path).hash_status == "verified"
+    assert nnsave.verify(path).integrity is nnsave.Integrity.INTACT
 
 
 def test_a_failed_background_flush_fails_the_save_and_keeps_the_old_file(tmp_path, monkeypatch):
