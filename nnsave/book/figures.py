@@ -41,6 +41,108 @@ matplotlib.rcParams.update({"figure.dpi": 100, "savefig.bbox": "tight"})
 # --- structure ---------------------------------------------------------------
 
 
+def activation_curves(z, curves, lang="en"):
+    """Activation functions against the weighted sum ``z``.
+
+    ``curves`` maps each legend label to the values of one function at ``z``.
+    """
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 3.8))
+    for name, values in curves.items():
+        ax.plot(z, values, label=name, lw=2)
+    ax.axhline(0, color="0.6", lw=0.8)
+    ax.axvline(0, color="0.6", lw=0.8)
+    ax.set_xlabel(_label("weighted sum $z$", lang))
+    ax.set_ylabel(_label("activation $f(z)$", lang))
+    ax.legend(loc="upper left")  # where every curve is low
+    ax.grid(alpha=0.3)
+    return fig
+
+
+def _layer_title(index, sizes, activations, lang):
+    """The three-line caption under one column of :func:`network_diagram`."""
+    n = sizes[index]
+    if index == 0:
+        return "\n".join([_label("input layer", lang),
+                          _label("{n} features", lang).format(n=n),
+                          _label("no parameters", lang)])
+    kind = "output layer" if index == len(sizes) - 1 else "hidden layer"
+    n_in = sizes[index - 1]
+    count = _label("{n_in}·{n} + {n} = {total} parameters", lang)
+    return "\n".join([_label(kind, lang),
+                      _label("{n} {activation} neurons", lang).format(
+                          n=n, activation=activations[index - 1]),
+                      count.format(n_in=n_in, n=n, total=n_in * n + n)])
+
+
+def _draw_neurons(ax, columns, radius):
+    """One circle per neuron, coloured by its layer and named x, h or y-hat."""
+    from matplotlib.patches import Circle
+
+    inner = len(columns) - 2
+    symbols = ["x"] + ["h"] * inner + [r"\hat{y}"]
+    colours = ["#cfe2f3"] + ["#d9ead3"] * inner + ["#fce5cd"]
+    for i, column in enumerate(columns):
+        for j, centre in enumerate(column):
+            ax.add_patch(Circle(centre, radius, facecolor=colours[i],
+                                edgecolor="black", zorder=2))
+            ax.text(*centre, f"${symbols[i]}_{j + 1}$", ha="center", va="center",
+                    fontsize=12, zorder=3)
+
+
+def network_diagram(sizes, activations, lang="en"):
+    """A fully connected network: a column of circles per layer, a line per weight.
+
+    ``activations`` names the activation of each layer after the input layer.
+    The weights that feed the first hidden neuron, ``h_1``, are drawn in red.
+    """
+    import matplotlib.pyplot as plt
+
+    gap_x, radius = 3.5, 0.3
+    columns = [[(i * gap_x, (n - 1) / 2 - j) for j in range(n)]
+               for i, n in enumerate(sizes)]
+    fig, ax = plt.subplots(figsize=(7.6, 4.6))
+    for i in range(1, len(sizes)):
+        for (x0, y0) in columns[i - 1]:
+            for j, (x1, y1) in enumerate(columns[i]):
+                into_h1 = (i, j) == (1, 0)
+                ax.plot([x0, x1], [y0, y1], zorder=1, lw=2.2 if into_h1 else 0.9,
+                        color="tab:red" if into_h1 else "0.65")
+    _draw_neurons(ax, columns, radius)
+    bottom = -(max(sizes) - 1) / 2 - radius
+    for i in range(len(sizes)):
+        ax.text(i * gap_x, bottom - 0.35, _layer_title(i, sizes, activations, lang),
+                ha="center", va="top", fontsize=10)
+    (x1, y1), (h1_x, h1_y) = columns[0][0], columns[1][0]
+    ax.annotate(_label(r"weights into $h_1$ (column 1 of $W^{(1)}$)", lang),
+                xy=((x1 + h1_x) / 2, (y1 + h1_y) / 2 + 0.05), xytext=(x1 - 0.6, 2.6),
+                color="tab:red", fontsize=10,
+                arrowprops=dict(arrowstyle="->", color="tab:red"))
+    ax.annotate(_label(r"$h_1$ adds its bias $b^{(1)}_1$", lang),
+                xy=(h1_x + 0.25, h1_y + 0.2), xytext=(h1_x + 1.6, 1.9), fontsize=10,
+                arrowprops=dict(arrowstyle="->", color="black"))
+    ax.set_xlim(-0.8, (len(sizes) - 1) * gap_x + 0.8)
+    ax.set_ylim(bottom - 1.7, 2.9)
+    ax.set_aspect("equal")
+    ax.axis("off")
+    return fig
+
+
+TRANSLATIONS["zh_CN"].update({
+    "weighted sum $z$": "加权和 $z$",
+    "activation $f(z)$": "激活值 $f(z)$",
+    "input layer": "输入层",
+    "hidden layer": "隐藏层",
+    "output layer": "输出层",
+    "{n} features": "{n} 个特征",
+    "no parameters": "没有参数",
+    "{n} {activation} neurons": "{n} 个 {activation} 神经元",
+    "{n_in}·{n} + {n} = {total} parameters": "{n_in}·{n} + {n} = {total} 个参数",
+    r"weights into $h_1$ (column 1 of $W^{(1)}$)": r"输入 $h_1$ 的权重（$W^{(1)}$ 的第 1 列）",
+    r"$h_1$ adds its bias $b^{(1)}_1$": r"$h_1$ 加上它的偏置 $b^{(1)}_1$",
+})
+
 
 # --- training ----------------------------------------------------------------
 
@@ -48,6 +150,117 @@ matplotlib.rcParams.update({"figure.dpi": 100, "savefig.bbox": "tight"})
 
 # --- math --------------------------------------------------------------------
 
+
+def gradient_descent_gap(gaps, floor, lang="en"):
+    """The largest gap between the weights and their exact values, epoch by epoch.
+
+    ``floor`` is drawn as a dashed line: the float32 resolution the gaps end at.
+    """
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    epochs = np.arange(1, len(gaps) + 1)
+    ax.semilogy(epochs, gaps, label=_label("Keras Dense(1), gradient descent", lang))
+    ax.axhline(floor, color="gray", linestyle="--",
+               label=_label("float32 spacing near 2.0", lang))
+    ax.set_xlabel(_label("epoch (one full-batch gradient step)", lang))
+    ax.set_ylabel(r"max $|\theta_t - \hat\theta|$")
+    ax.legend(loc="upper right")  # the curve has reached the floor by then
+    return fig
+
+
+def logistic_boundary(X, y, probability, lang="en"):
+    """Two classes of points over the shaded probability of class 1.
+
+    ``probability`` maps an ``(n, 2)`` array of points to P(class 1); the black
+    line is where it equals one half.
+    """
+    import matplotlib.pyplot as plt
+    import numpy as np
+    from matplotlib.lines import Line2D
+
+    low, high = X.min(axis=0) - 0.5, X.max(axis=0) + 0.5  # shade around every point
+    grid_x, grid_y = np.meshgrid(np.linspace(low[0], high[0], 200),
+                                 np.linspace(low[1], high[1], 200))
+    grid_p = probability(np.column_stack([grid_x.ravel(), grid_y.ravel()]))
+    grid_p = grid_p.reshape(grid_x.shape)
+    fig, ax = plt.subplots(figsize=(6, 5))
+    shade = ax.contourf(grid_x, grid_y, grid_p, levels=np.linspace(0, 1, 11),
+                        cmap="RdBu_r", alpha=0.6)
+    fig.colorbar(shade, ax=ax, label=_label("probability of class 1", lang))
+    ax.contour(grid_x, grid_y, grid_p, levels=[0.5], colors="black")
+    handles = [Line2D([], [], color="black", label=_label("probability 0.5", lang))]
+    for label, colour in [(0, "tab:blue"), (1, "tab:red")]:
+        handles.append(ax.scatter(*X[y == label].T, s=14, c=colour, edgecolors="k",
+                                  linewidths=0.3,
+                                  label=_label("class {k}", lang).format(k=label)))
+    ax.set_xlabel("$x_1$")
+    ax.set_ylabel("$x_2$")
+    ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.13),
+              ncol=3, fontsize=9)
+    return fig
+
+
+def softmax_digit(image, true_label, by_hand, by_library, lang="en"):
+    """One digit image beside its ten class probabilities.
+
+    The bars are ``by_hand``; short black marks show ``by_library`` on top of them.
+    """
+    import matplotlib.pyplot as plt
+
+    fig, (ax_image, ax_bars) = plt.subplots(
+        1, 2, figsize=(7, 3), gridspec_kw={"width_ratios": [1, 2]})
+    ax_image.imshow(image.reshape(8, 8), cmap="gray_r")
+    ax_image.set_title(_label("true label: {k}", lang).format(k=true_label))
+    ax_image.axis("off")
+    digits = range(len(by_hand))
+    ax_bars.bar(digits, by_hand, color="tab:blue",
+                label=_label("formula (numpy)", lang))
+    ax_bars.plot(digits, by_library, "k_", markersize=18, clip_on=False,
+                 label="predict_proba")
+    ax_bars.set_xticks(digits)
+    ax_bars.set_xlabel(_label("digit $k$", lang))
+    ax_bars.set_ylabel(r"$P(y = k \mid \mathbf{x})$")
+    ax_bars.set_ylim(0, 1)
+    ax_bars.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=2, fontsize=9)
+    return fig
+
+
+def probability_along_line(t, curves, points_t, labels, lang="en"):
+    """Each model's P(y = 1) along a line through the data, with the labelled points.
+
+    ``curves`` maps each legend label to the probabilities at the positions ``t``;
+    the points sit at ``points_t`` with heights 0 or 1 given by ``labels``.
+    """
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.5, 4.4))
+    for name, probabilities in curves.items():
+        ax.plot(t, probabilities, label=name)
+    ax.scatter(points_t, labels, c=labels, cmap="coolwarm", edgecolors="k", s=60,
+               zorder=3, clip_on=False, label=_label("the four labels", lang))
+    ax.axhline(0.5, color="gray", linewidth=0.8, linestyle=":")
+    ax.set_xlabel(_label("$x_1$ along the line $x_2 = x_1 + 1$", lang))
+    ax.set_ylabel("$P(y = 1)$")
+    ax.set_ylim(-0.08, 1.08)
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.17), ncol=2)
+    return fig
+
+
+TRANSLATIONS["zh_CN"].update({
+    "Keras Dense(1), gradient descent": "Keras Dense(1)，梯度下降",
+    "float32 spacing near 2.0": "2.0 附近的 float32 间距",
+    "epoch (one full-batch gradient step)": "轮次（一次全批量梯度下降步）",
+    "probability of class 1": "类别 1 的概率",
+    "probability 0.5": "概率 0.5",
+    "class {k}": "类别 {k}",
+    "true label: {k}": "真实标签：{k}",
+    "formula (numpy)": "公式（numpy）",
+    "digit $k$": "数字 $k$",
+    "the four labels": "四个标签",
+    "$x_1$ along the line $x_2 = x_1 + 1$": "沿直线 $x_2 = x_1 + 1$ 的 $x_1$",
+})
 
 
 # --- overfitting -------------------------------------------------------------
