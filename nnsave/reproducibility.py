@@ -37,8 +37,8 @@ def seed_everything(seed: int = 0) -> None:
     ``tf.data`` iterator, and with a global seed set every new iterator starts
     from the same random state. ``keras.utils.set_random_seed`` or
     ``tf.random.set_seed`` alone does the same. For a new order every epoch
-    that a resumed run reproduces, give ``fit`` a :class:`ShuffledEpochs`
-    instead of the arrays.
+    that a resumed run reproduces, give ``fit`` a
+    ``nnsave.reproducibility.ShuffledEpochs`` instead of the arrays.
     """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
