@@ -86,9 +86,6 @@ def early_stopping(history: dict, best_epoch: int, lang: str = "en"):
     return fig
 
 
-__all__ += ["optimizer_losses", "early_stopping"]
-
-
 # --- math --------------------------------------------------------------------
 
 
