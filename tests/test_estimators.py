@@ -91,7 +91,9 @@ _CASES = {
     "SequentialFeatureSelector": Case({"estimator": _classifier(), "n_features_to_select": 2, "cv": 2}),
     "GridSearchCV": Case({"estimator": _classifier(), "param_grid": {"C": [0.1, 1.0]}, "cv": 2}),
     "HalvingGridSearchCV": Case({"estimator": _classifier(), "param_grid": {"C": [0.1, 1.0]}, "cv": 2}),
-    "RandomizedSearchCV": Case({"estimator": _classifier(), "param_distributions": {"C": [0.1, 1.0]}, "n_iter": 2, "cv": 2}),
+    "RandomizedSearchCV": Case(
+        {"estimator": _classifier(), "param_distributions": {"C": [0.1, 1.0]}, "n_iter": 2, "cv": 2}
+    ),
     "HalvingRandomSearchCV": Case({"estimator": _classifier(), "param_distributions": {"C": [0.1, 1.0]}, "cv": 2}),
     "FixedThresholdClassifier": Case({"estimator": _classifier()}, fit=(X, y_binary)),
     "TunedThresholdClassifierCV": Case({"estimator": _classifier(), "cv": 2}, fit=(X, y_binary)),
@@ -272,7 +274,9 @@ def _skops_gives_it_back(estimator: Any, inputs: Any) -> bool:
     except Exception:  # noqa: BLE001 - whatever skops raises, it did not give the estimator back
         return False
     return all(
-        p.tobytes() == q.tobytes() for method in expected for p, q in zip(_arrays(expected[method]), _arrays(actual[method]))
+        want.tobytes() == got.tobytes()
+        for method in expected
+        for want, got in zip(_arrays(expected[method]), _arrays(actual[method]))
     )
 
 

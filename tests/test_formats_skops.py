@@ -79,7 +79,7 @@ def _local_function():
         (FunctionTransformer(lambda x: x), r"<lambda>, a lambda or a function defined inside"),
         (FunctionTransformer(_local_function()), r"_local_function\.<locals>\.inner"),
         (Birch().fit(X), r"skops cannot store it \(UnsupportedTypeException: Objects of type Birch"),
-        (FunctionTransformer(_top_level_function, kw_args={"pattern": re.compile("a+")}), r"not load it back \(TypeError"),
+        (FunctionTransformer(_top_level_function, kw_args={"pattern": re.compile("a+")}), r"not load it back"),
         (FunctionTransformer(_top_level_function, kw_args={"shade": Shade.LIGHT}), r"not load it back"),
         (
             FunctionTransformer(_top_level_function, kw_args={"recent": collections.deque([1, 2])}),
@@ -347,7 +347,8 @@ sys.meta_path.insert(0, NotInstalled())
 
 
 def _run_without_extras(script: str, folder: Path) -> subprocess.CompletedProcess:
-    program = _WITHOUT_EXTRAS + textwrap.dedent(script) + "\nassert not BLOCKED & {m.split('.')[0] for m in sys.modules}\n"
+    none_imported = "\nassert not BLOCKED & {name.split('.')[0] for name in sys.modules}\n"
+    program = _WITHOUT_EXTRAS + textwrap.dedent(script) + none_imported
     return subprocess.run(
         [sys.executable, "-c", program], cwd=folder, capture_output=True, text=True, timeout=120, check=False
     )

@@ -289,7 +289,8 @@ def first_difference(expected: object, actual: object) -> str | None:
         if type(a) is not type(b):
             return f"{where}: a {type(a).__name__} became a {type(b).__name__}"
         if isinstance(a, _ATOMS):
-            if a != b and not (isinstance(a, (float, np.floating)) and math.isnan(a) and math.isnan(b)):  # type: ignore[arg-type]
+            both_nan = isinstance(a, (float, np.floating)) and math.isnan(a) and math.isnan(b)  # type: ignore[arg-type]
+            if a != b and not both_nan:
                 return f"{where}: {_short_repr(a)} became {_short_repr(b)}"
             continue
         if (id(a), id(b)) in compared:
@@ -344,9 +345,8 @@ def _parts(a: Any, b: Any, where: str) -> Iterator[tuple[object, object, str]]:
         if a.shape != b.shape or a.dtype != b.dtype:
             raise _Differs(f"{where}: a sparse {a.dtype} {a.shape} became {b.dtype} {b.shape}")
         entries_a, entries_b = a.tocoo(), b.tocoo()
-        yield from (
-            (getattr(entries_a, part), getattr(entries_b, part), f"{where} (sparse {part})") for part in ("row", "col", "data")
-        )
+        for part in ("row", "col", "data"):
+            yield getattr(entries_a, part), getattr(entries_b, part), f"{where} (sparse {part})"
         return
     if isinstance(a, (np.random.RandomState, np.random.Generator, np.random.BitGenerator)):
         # The stream a generator draws is fixed by its bit generator's state;

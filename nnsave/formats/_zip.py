@@ -86,7 +86,8 @@ def read_member(archive: zipfile.ZipFile, member: str, path: Path, *, limit: int
     """
     size = archive.getinfo(member).file_size
     if size > limit:
-        raise _damaged_member(path, member, f"it would unpack to {size:,} bytes, more than the {limit:,} any such file needs")
+        reason = f"it would unpack to {size:,} bytes, more than the {limit:,} any such file needs"
+        raise _damaged_member(path, member, reason)
     try:
         return archive.read(member)
     except MEMBER_DAMAGE as error:
