@@ -186,7 +186,7 @@ def test_expects_records_features_names_and_classes(tmp_path):
     info = nnsave.inspect(nnsave.save(_with_feature_names(columns), tmp_path / "m.joblib"))
     assert info.expects == {"n_features_in": 4, "feature_names_in": columns, "classes": [0, 1, 2]}
     text = str(info)
-    assert "n_features_in: 4" in text and "'height'" in text and "[0, 1, 2]" in text
+    assert "features     : 4" in text and "'height'" in text and "[0, 1, 2]" in text
     assert max(len(line) for line in text.splitlines()) <= 88
 
 
