@@ -1,8 +1,10 @@
 """The built HTML book, opened in headless Chromium the way a reader sees it.
 
-Needs the book built into _build/html (``make test`` builds it first) and
-Debian's chromium and chromium-driver. On a reader's machine without them the
-test skips and says how to install them; in CI (CI=true) that is a failure.
+Reads the book built into _build/html: ``make test`` builds it first, and on a
+fresh clone the tests build it themselves. Needs Debian's chromium and
+chromium-driver; on a reader's machine without them the tests skip and say how
+to install them (pytest's summary shows the reason); in CI (CI=true) that is a
+failure.
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ import functools
 import http.server
 import os
 import shutil
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -24,12 +28,18 @@ CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
 INSTALL_HINT = "install it with: sudo apt-get install chromium chromium-driver"
 
 
-def _missing_prerequisite() -> str | None:
+def _missing_browser() -> str | None:
     if not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()):
         return f"Chromium or chromedriver not found; {INSTALL_HINT}"
-    if not (HTML / "index.html").exists():
-        return "the book is not built; run `make book` first"
     return None
+
+
+def _build_book() -> None:
+    """Build the HTML book as `make book` does (a fresh clone has none)."""
+    jupyter_book = Path(sys.executable).with_name("jupyter-book")
+    command = [str(jupyter_book), "build", str(ROOT), "-W", "-n", "--keep-going"]
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, f"the book does not build:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
@@ -45,14 +55,22 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
         super().do_GET()
 
 
-@pytest.fixture(scope="module")
-def site():
-    problem = _missing_prerequisite()
+@pytest.fixture(scope="session")
+def book_html() -> Path:
+    """The built book; built here if _build/html is missing."""
+    problem = _missing_browser()
     if problem:
         if os.environ.get("CI") == "true":
             pytest.fail(f"browser test cannot run in CI: {problem}")
         pytest.skip(problem)
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_QuietHandler, directory=str(HTML)))
+    if not (HTML / "index.html").exists():
+        _build_book()
+    return HTML
+
+
+@pytest.fixture(scope="module")
+def site(book_html):
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_QuietHandler, directory=str(book_html)))
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{server.server_address[1]}"
