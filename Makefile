@@ -12,7 +12,7 @@ export TF_CPP_MIN_LOG_LEVEL := 3
 export TF_ENABLE_ONEDNN_OPTS := 0
 export PYTHONHASHSEED := 0
 
-.PHONY: all env test book notebooks clean
+.PHONY: all env test book notebooks lab clean
 
 all: test book
 
@@ -39,6 +39,11 @@ notebooks: $(INSTALLED)
 		--ExecutePreprocessor.timeout=600 --ExecutePreprocessor.kernel_name=python3 \
 		--NotebookClient.record_timing=False \
 		--NotebookClient.extra_arguments="['--IPKernelApp.capture_fd_output=False']" $(NB)
+
+# JupyterLab in the pinned environment, opened on the book's chapters. Options
+# pass through, e.g. `make lab LAB_OPTIONS="--no-browser --port=8899"`.
+lab: $(INSTALLED)
+	$(BIN)/jupyter lab --ServerApp.root_dir=book $(LAB_OPTIONS)
 
 clean:
 	rm -rf _build .pytest_cache
