@@ -1,6 +1,7 @@
 """Every notebook in the table of contents exists and was executed with its outputs stored."""
 
 import json
+import re
 
 import pytest
 from _book import ROOT, toc_entries, toc_notebooks
@@ -36,3 +37,25 @@ def test_no_notebook_is_left_out_of_the_toc():
     listed = {str(ROOT / f"{entry}.ipynb") for entry in toc_entries()}
     on_disk = {str(path) for path in (ROOT / "book").rglob("*.ipynb") if ".ipynb_checkpoints" not in path.parts}
     assert on_disk - listed == set()
+
+
+def _glossary_terms() -> set[str]:
+    """The terms defined in book/glossary.md, lower-cased as Sphinx matches them."""
+    block = (ROOT / "book" / "glossary.md").read_text().split("```{glossary}")[1].split("\n```")[0]
+    return {line.strip().lower() for line in block.splitlines() if line.strip() and not line[0].isspace() and line[0] != ":"}
+
+
+def _page_markdown(entry: str) -> str:
+    notebook = ROOT / f"{entry}.ipynb"
+    if notebook.exists():
+        cells = json.loads(notebook.read_text())["cells"]
+        return "\n".join("".join(cell["source"]) for cell in cells if cell["cell_type"] == "markdown")
+    return (ROOT / f"{entry}.md").read_text()
+
+
+@pytest.mark.parametrize("entry", toc_entries())
+def test_glossary_links_name_a_glossary_term(entry):
+    """{term}`epoch` and {term}`epochs <epoch>` must name a term of the glossary."""
+    terms = _glossary_terms()
+    linked = [re.sub(r"^.*<(.+)>$", r"\1", text, flags=re.S) for text in re.findall(r"\{term\}`([^`]+)`", _page_markdown(entry))]
+    assert [term for term in linked if " ".join(term.split()).lower() not in terms] == []

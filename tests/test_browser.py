@@ -20,7 +20,7 @@ import threading
 from pathlib import Path
 
 import pytest
-from _book import ROOT, toc_entries
+from _book import ROOT, toc_entries, toc_notebooks
 
 HTML = ROOT / "_build" / "html"
 SCREENSHOTS = ROOT / "_build" / "screenshots"
@@ -197,6 +197,20 @@ def test_on_a_phone_code_wraps_and_the_page_stays_put(browser, site, entry):
         "return Array.from(document.querySelectorAll('article pre')).map(pre => parseFloat(getComputedStyle(pre).fontSize))"
     )
     assert min(font_sizes, default=12) >= 12, "code smaller than 12 px"
+
+
+@pytest.mark.parametrize("path", toc_notebooks(), ids=lambda path: path.stem)
+def test_chapter_numbers_its_figures_and_exercises(browser, site, path):
+    """Chapters are numbered, and "Fig. 3.1" or "Exercise 3.1" start with theirs."""
+    _show(browser, site, path.relative_to(ROOT).with_suffix("").as_posix(), LAPTOP)
+    chapter = browser.execute_script(
+        "const number = document.querySelector('article h1 .section-number'); return number ? number.textContent.trim() : ''"
+    )
+    assert re.fullmatch(r"\d+\.", chapter), "the chapter has no number"
+    captions = browser.execute_script(
+        "return Array.from(document.querySelectorAll('article .caption-number')).map(n => n.textContent.trim())"
+    )
+    assert [caption for caption in captions if not re.fullmatch(rf"\w+\.? {re.escape(chapter)}\d+", caption)] == []
 
 
 def test_search_finds_checkpoint(browser, site):
