@@ -59,3 +59,12 @@ def test_glossary_links_name_a_glossary_term(entry):
     terms = _glossary_terms()
     linked = [re.sub(r"^.*<(.+)>$", r"\1", text, flags=re.S) for text in re.findall(r"\{term\}`([^`]+)`", _page_markdown(entry))]
     assert [term for term in linked if " ".join(term.split()).lower() not in terms] == []
+
+
+def test_intro_maps_every_page_and_links_glossary_and_index():
+    intro = (ROOT / "book" / "intro.md").read_text()
+    labels = {entry: re.match(r"\s*\(([\w-]+)\)=", _page_markdown(entry)) for entry in toc_entries()[1:]}
+    assert [entry for entry, label in labels.items() if label is None] == [], "pages without a (label)= first"
+    unmapped = [entry for entry, label in labels.items() if not re.search(rf"\{{ref\}}`([^`<]*<)?{label.group(1)}>?`", intro)]
+    assert unmapped == [], "pages the intro's chapter map does not link"
+    assert "<genindex>`" in intro and "<chapter-glossary>`" in intro
