@@ -75,7 +75,7 @@ def nnsave_missing(monkeypatch):
 
 def test_setup_cell_installs_nnsave_from_the_repository(nnsave_missing):
     exec(setup.setup_source(URL), {})
-    install = [sys.executable, "-m", "pip", "install", "--quiet", f"nnsave[keras,sklearn] @ git+{URL}"]
+    install = [sys.executable, "-m", "pip", "install", "--quiet", f"nnsave[book] @ git+{URL}"]
     assert nnsave_missing == [(install, {"check": True})]
 
 

@@ -75,6 +75,7 @@ def test_release_publishes_with_trusted_publishing():
     build, publish = workflow["jobs"]["build"], workflow["jobs"]["publish"]
     commands = "\n".join(step.get("run", "") for step in build["steps"])
     assert "python -m build" in commands and "twine check" in commands
+    assert "requirements.txt" in commands, "build and twine at the pinned versions"
     assert _uses(publish)[-1] == "pypa/gh-action-pypi-publish"
     assert publish["permissions"] == {"id-token": "write"}
     assert all("password" not in step.get("with", {}) for step in publish["steps"]), "trusted publishing needs no password"

@@ -28,7 +28,8 @@ from book_files import ROOT, toc_notebooks
 
 CELL_ID = "install-nnsave"
 TAGS = ["remove-input", CELL_ID]
-EXTRAS = "keras,sklearn"
+# The extra for running the notebooks: Keras, scikit-learn, matplotlib (pyproject.toml).
+EXTRAS = "book"
 
 _HEADER = '''\
 # Install nnsave if this environment lacks it (on Colab, or when this
