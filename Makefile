@@ -6,12 +6,13 @@ INSTALLED := $(VENV)/.nnsave-installed
 NOTEBOOKS := $(shell find book -name '*.ipynb' -not -path '*/.ipynb_checkpoints/*' | sort)
 NB ?= $(NOTEBOOKS)
 
-# Keep TensorFlow's C++ logging and oneDNN notices out of every process we start.
+# Keep TensorFlow's C++ logging and oneDNN notices out of every process we start
+# (conftest.py sets the same three for `pytest --nbval`).
 export TF_CPP_MIN_LOG_LEVEL := 3
 export TF_ENABLE_ONEDNN_OPTS := 0
 export PYTHONHASHSEED := 0
 
-.PHONY: all env test book notebooks clean
+.PHONY: all env test book notebooks lab clean
 
 all: test book
 
@@ -23,10 +24,11 @@ $(INSTALLED): requirements.txt pyproject.toml
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
 	touch $@
 
-# The browser test reads the built HTML, so the book is built first.
+# Exactly `pytest --nbval` typed at the root: pyproject.toml names the tests, the
+# notebooks, the workers and the sanitize file. The browser test reads the built
+# HTML, so the book is built first (the test builds it itself when it is missing).
 test: book
-	$(BIN)/python -m pytest -n 2 --dist loadfile -p no:cacheprovider \
-		tests $(NOTEBOOKS) --nbval --nbval-sanitize-with nbval_sanitize.cfg
+	$(BIN)/python -m pytest --nbval
 
 book: $(INSTALLED)
 	$(BIN)/jupyter-book build . -W -n --keep-going
@@ -37,6 +39,11 @@ notebooks: $(INSTALLED)
 		--ExecutePreprocessor.timeout=600 --ExecutePreprocessor.kernel_name=python3 \
 		--NotebookClient.record_timing=False \
 		--NotebookClient.extra_arguments="['--IPKernelApp.capture_fd_output=False']" $(NB)
+
+# JupyterLab in the pinned environment, opened on the book's chapters. Options
+# pass through, e.g. `make lab LAB_OPTIONS="--no-browser --port=8899"`.
+lab: $(INSTALLED)
+	$(BIN)/jupyter lab --ServerApp.root_dir=book $(LAB_OPTIONS)
 
 clean:
 	rm -rf _build .pytest_cache

@@ -163,7 +163,7 @@ def load(
     path: PathLike,
     *,
     trusted: bool = False,
-    trusted_types: Sequence[str] = (),
+    trusted_types: Sequence[str] | None = (),
     safe_mode: bool = True,
     compile: bool = True,
     custom_objects: Mapping[str, Any] | None = None,
@@ -403,7 +403,11 @@ def _file_path(path: Any) -> Path:
 
 
 def _types(trusted_types: Any, target: Path) -> tuple[str, ...]:
-    if isinstance(trusted_types, (str, bytes)) or not all(isinstance(t, str) for t in trusted_types):
+    if trusted_types is None:
+        return ()
+    if isinstance(trusted_types, (str, bytes)) or not isinstance(trusted_types, (list, tuple, set, frozenset)) or not all(
+        isinstance(t, str) for t in trusted_types
+    ):
         raise InvalidArgumentError(
             f"{target}: trusted_types must be a list of type names such as "
             f"['numpy.float64'], not {trusted_types!r}."

@@ -16,6 +16,7 @@ __all__ = ["ArtifactInfo", "TEXT_WIDTH", "human_size"]
 TEXT_WIDTH = 88
 _LISTED = 12
 _LABEL = 13
+_EXPECTATION_LABELS = {"n_features_in": "features", "feature_names_in": "feature names"}
 
 
 @dataclass(frozen=True)
@@ -101,8 +102,8 @@ class ArtifactInfo:
         saved_with = ", ".join(f"{name} {version}" for name, version in self.versions.items() if version)
         if saved_with:
             lines += _field("saved with", saved_with)
-        for side, tensors in self.expects.items():
-            lines += _field(side, _describe_expectation(tensors))
+        for key, value in self.expects.items():
+            lines += _field(_EXPECTATION_LABELS.get(key, key.replace("_", " ")), _describe_expectation(value))
         if self.parameter_count is not None:
             lines += _field("parameters", f"{self.parameter_count:,}")
         if self.layers:

@@ -1,9 +1,10 @@
 """Every notebook in the table of contents exists and was executed with its outputs stored."""
 
 import json
+import re
 
 import pytest
-from _book import ROOT, toc_entries
+from _book import ROOT, toc_entries, toc_notebooks
 
 
 def _source(entry):
@@ -16,10 +17,14 @@ def test_toc_entry_exists(entry):
     assert _source(entry) is not None, f"{entry} is listed in _toc.yml but has no .ipynb or .md file"
 
 
-@pytest.mark.parametrize("entry", [e for e in toc_entries() if (ROOT / f"{e}.ipynb").exists()] or ["none"])
-def test_notebook_cells_were_executed(entry):
-    assert entry != "none", "the book has no notebooks"
-    notebook = json.loads((ROOT / f"{entry}.ipynb").read_text())
+def test_the_book_has_notebooks():
+    assert toc_notebooks()
+
+
+@pytest.mark.parametrize("path", toc_notebooks(), ids=lambda path: path.stem)
+def test_notebook_cells_were_executed(path):
+    entry = path.stem
+    notebook = json.loads(path.read_text())
     for index, cell in enumerate(notebook["cells"]):
         if cell["cell_type"] == "code" and "".join(cell["source"]).strip():
             assert cell.get("execution_count") is not None, f"{entry}: code cell {index} never ran"
@@ -32,3 +37,34 @@ def test_no_notebook_is_left_out_of_the_toc():
     listed = {str(ROOT / f"{entry}.ipynb") for entry in toc_entries()}
     on_disk = {str(path) for path in (ROOT / "book").rglob("*.ipynb") if ".ipynb_checkpoints" not in path.parts}
     assert on_disk - listed == set()
+
+
+def _glossary_terms() -> set[str]:
+    """The terms defined in book/glossary.md, lower-cased as Sphinx matches them."""
+    block = (ROOT / "book" / "glossary.md").read_text().split("```{glossary}")[1].split("\n```")[0]
+    return {line.strip().lower() for line in block.splitlines() if line.strip() and not line[0].isspace() and line[0] != ":"}
+
+
+def _page_markdown(entry: str) -> str:
+    notebook = ROOT / f"{entry}.ipynb"
+    if notebook.exists():
+        cells = json.loads(notebook.read_text())["cells"]
+        return "\n".join("".join(cell["source"]) for cell in cells if cell["cell_type"] == "markdown")
+    return (ROOT / f"{entry}.md").read_text()
+
+
+@pytest.mark.parametrize("entry", toc_entries())
+def test_glossary_links_name_a_glossary_term(entry):
+    """{term}`epoch` and {term}`epochs <epoch>` must name a term of the glossary."""
+    terms = _glossary_terms()
+    linked = [re.sub(r"^.*<(.+)>$", r"\1", text, flags=re.S) for text in re.findall(r"\{term\}`([^`]+)`", _page_markdown(entry))]
+    assert [term for term in linked if " ".join(term.split()).lower() not in terms] == []
+
+
+def test_intro_maps_every_page_and_links_glossary_and_index():
+    intro = (ROOT / "book" / "intro.md").read_text()
+    labels = {entry: re.match(r"\s*\(([\w-]+)\)=", _page_markdown(entry)) for entry in toc_entries()[1:]}
+    assert [entry for entry, label in labels.items() if label is None] == [], "pages without a (label)= first"
+    unmapped = [entry for entry, label in labels.items() if not re.search(rf"\{{ref\}}`([^`<]*<)?{label.group(1)}>?`", intro)]
+    assert unmapped == [], "pages the intro's chapter map does not link"
+    assert "<genindex>`" in intro and "<chapter-glossary>`" in intro

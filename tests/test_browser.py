@@ -1,8 +1,10 @@
 """The built HTML book, opened in headless Chromium the way a reader sees it.
 
-Needs the book built into _build/html (``make test`` builds it first) and
-Debian's chromium and chromium-driver. On a reader's machine without them the
-test skips and says how to install them; in CI (CI=true) that is a failure.
+Reads the book built into _build/html: ``make test`` builds it first, and on a
+fresh clone the tests build it themselves. Needs Debian's chromium and
+chromium-driver; on a reader's machine without them the tests skip and say how
+to install them (pytest's summary shows the reason); in CI (CI=true) that is a
+failure.
 """
 
 from __future__ import annotations
@@ -10,12 +12,15 @@ from __future__ import annotations
 import functools
 import http.server
 import os
+import re
 import shutil
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
 import pytest
-from _book import ROOT, toc_entries
+from _book import ROOT, toc_entries, toc_notebooks
 
 HTML = ROOT / "_build" / "html"
 SCREENSHOTS = ROOT / "_build" / "screenshots"
@@ -24,12 +29,18 @@ CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
 INSTALL_HINT = "install it with: sudo apt-get install chromium chromium-driver"
 
 
-def _missing_prerequisite() -> str | None:
+def _missing_browser() -> str | None:
     if not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()):
         return f"Chromium or chromedriver not found; {INSTALL_HINT}"
-    if not (HTML / "index.html").exists():
-        return "the book is not built; run `make book` first"
     return None
+
+
+def _build_book() -> None:
+    """Build the HTML book as `make book` does (a fresh clone has none)."""
+    jupyter_book = Path(sys.executable).with_name("jupyter-book")
+    command = [str(jupyter_book), "build", str(ROOT), "-W", "-n", "--keep-going"]
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, f"the book does not build:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
@@ -45,14 +56,22 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
         super().do_GET()
 
 
-@pytest.fixture(scope="module")
-def site():
-    problem = _missing_prerequisite()
+@pytest.fixture(scope="session")
+def book_html() -> Path:
+    """The built book; built here if _build/html is missing."""
+    problem = _missing_browser()
     if problem:
         if os.environ.get("CI") == "true":
             pytest.fail(f"browser test cannot run in CI: {problem}")
         pytest.skip(problem)
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_QuietHandler, directory=str(HTML)))
+    if not (HTML / "index.html").exists():
+        _build_book()
+    return HTML
+
+
+@pytest.fixture(scope="module")
+def site(book_html):
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_QuietHandler, directory=str(book_html)))
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{server.server_address[1]}"
@@ -98,26 +117,100 @@ def _wait_for_mathjax(driver) -> None:
     )
 
 
+# The two screens the book is checked on: a laptop, and a phone (390 CSS pixels,
+# an iPhone 12 to 15, emulated as a mobile device so the viewport meta tag counts).
+LAPTOP = {"width": 1280, "height": 1400, "deviceScaleFactor": 1, "mobile": False}
+PHONE = {"width": 390, "height": 844, "deviceScaleFactor": 2, "mobile": True}
+
+# What scrolls sideways on the page now shown: code and output blocks (every
+# dropdown opened first), tables wider than their container, and the page itself.
+_SIDEWAYS = """
+document.querySelectorAll('details').forEach(details => { details.open = true; });
+const longest = text => text.split('\\n').reduce((a, b) => (b.length > a.length ? b : a), '');
+const blocks = Array.from(document.querySelectorAll('article pre'))
+  .filter(pre => pre.scrollWidth > pre.clientWidth + 1)
+  .map(pre => { const line = longest(pre.textContent); return `${line.length} characters: ${line.slice(0, 70)}`; });
+const tables = Array.from(document.querySelectorAll('article table'))
+  .filter(table => table.getBoundingClientRect().width > table.parentElement.clientWidth + 1)
+  .map(table => table.rows[0].innerText.replace(/\\s+/g, ' ').slice(0, 70));
+return {blocks, tables, page: document.scrollingElement.scrollWidth, viewport: document.documentElement.clientWidth};
+"""
+
+
+def _show(browser, site, entry: str, screen: dict) -> None:
+    browser.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", screen)
+    browser.get(f"{site}/{entry}.html")
+    _wait_for_mathjax(browser)
+
+
+def _sideways(browser, site, entry: str, screen: dict) -> dict:
+    """Show the page on the screen, save a screenshot at its first code cell, and
+    report what scrolls sideways. A page that does not fit also widens the
+    viewport of a phone, which zooms out to show it."""
+    _show(browser, site, entry, screen)
+    browser.execute_script("const cell = document.querySelector('article div.cell'); if (cell) cell.scrollIntoView();")
+    browser.save_screenshot(str(SCREENSHOTS / f"{Path(entry).name}-{screen['width']}.png"))
+    found = browser.execute_script(_SIDEWAYS)
+    found["page fits"] = found["page"] <= found["viewport"] and browser.execute_script(
+        "return window.innerWidth"
+    ) == screen["width"]
+    return found
+
+
 @pytest.mark.parametrize("entry", toc_entries())
 def test_page_renders_cleanly(browser, site, entry):
-    page = entry.replace("\\", "/")
-    browser.get(f"{site}/{page}.html")
-    _wait_for_mathjax(browser)
-    browser.save_screenshot(str(SCREENSHOTS / f"{Path(page).name}.png"))
+    _show(browser, site, entry, LAPTOP)
 
     errors = [entry["message"] for entry in browser.get_log("browser") if entry["level"] == "SEVERE"]
-    assert errors == [], f"{page}: console errors"
+    assert errors == [], f"{entry}: console errors"
 
     math_nodes = browser.execute_script("return document.querySelectorAll('.math').length")
     rendered = browser.execute_script("return document.querySelectorAll('mjx-container').length")
-    assert rendered >= math_nodes, f"{page}: {math_nodes} formulas, {rendered} rendered by MathJax"
+    assert rendered >= math_nodes, f"{entry}: {math_nodes} formulas, {rendered} rendered by MathJax"
     body = browser.execute_script("return document.querySelector('article, main, body').innerText")
-    assert "$$" not in body, f"{page}: raw $$ left in the text"
+    assert "$$" not in body, f"{entry}: raw $$ left in the text"
 
     broken = browser.execute_script(
         "return Array.from(document.images).filter(i => !(i.complete && i.naturalWidth > 0)).map(i => i.src)"
     )
-    assert broken == [], f"{page}: images that did not load"
+    assert broken == [], f"{entry}: images that did not load"
+    alts = browser.execute_script("return Array.from(document.querySelectorAll('article img')).map(i => i.alt)")
+    unhelpful = [alt for alt in alts if not alt.strip() or re.search(r"\.(png|svg|jpe?g)$|^[0-9a-f]{16,}", alt)]
+    assert unhelpful == [], f"{entry}: images whose alt text does not say what it shows"
+
+
+@pytest.mark.parametrize("entry", toc_entries())
+def test_nothing_scrolls_sideways_on_a_laptop(browser, site, entry):
+    found = _sideways(browser, site, entry, LAPTOP)
+    assert not found["blocks"], "code or output blocks that scroll sideways at 1,280 px:\n" + "\n".join(found["blocks"])
+    assert not found["tables"], "tables wider than the text column at 1,280 px:\n" + "\n".join(found["tables"])
+    assert found["page fits"]
+
+
+@pytest.mark.parametrize("entry", toc_entries())
+def test_on_a_phone_code_wraps_and_the_page_stays_put(browser, site, entry):
+    """At 390 px, code and output wrap; a wide table may scroll inside its own box."""
+    found = _sideways(browser, site, entry, PHONE)
+    assert not found["blocks"], "code or output blocks that scroll sideways at 390 px:\n" + "\n".join(found["blocks"])
+    assert found["page fits"], "the whole page is wider than 390 px"
+    font_sizes = browser.execute_script(
+        "return Array.from(document.querySelectorAll('article pre')).map(pre => parseFloat(getComputedStyle(pre).fontSize))"
+    )
+    assert min(font_sizes, default=12) >= 12, "code smaller than 12 px"
+
+
+@pytest.mark.parametrize("path", toc_notebooks(), ids=lambda path: path.stem)
+def test_chapter_numbers_its_figures_and_exercises(browser, site, path):
+    """Chapters are numbered, and "Fig. 3.1" or "Exercise 3.1" start with theirs."""
+    _show(browser, site, path.relative_to(ROOT).with_suffix("").as_posix(), LAPTOP)
+    chapter = browser.execute_script(
+        "const number = document.querySelector('article h1 .section-number'); return number ? number.textContent.trim() : ''"
+    )
+    assert re.fullmatch(r"\d+\.", chapter), "the chapter has no number"
+    captions = browser.execute_script(
+        "return Array.from(document.querySelectorAll('article .caption-number')).map(n => n.textContent.trim())"
+    )
+    assert [caption for caption in captions if not re.fullmatch(rf"\w+\.? {re.escape(chapter)}\d+", caption)] == []
 
 
 def test_search_finds_checkpoint(browser, site):

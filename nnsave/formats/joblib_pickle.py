@@ -7,17 +7,16 @@ every read, and why :meth:`JoblibHandler.describe` only looks at the header.
 
 from __future__ import annotations
 
+import importlib.util
 import pickle
-import struct
-import zlib
 from pathlib import Path
 from typing import Any
 
-from ..errors import FormatError, InvalidArgumentError, UnknownClassError, UnsupportedObjectError
+from ..errors import FormatError, InvalidArgumentError, MissingDependencyError, UnsupportedObjectError
 from ..hashing import Digest
 from ..storage import Transaction
 from ._base import FileFacts, LoadOptions, Payload, SaveOptions
-from ._python import PythonObjectHandler
+from ._python import PythonObjectHandler, read_failure
 
 __all__ = ["JoblibHandler", "COMPRESSION_LEVELS", "MMAP_MODES"]
 
@@ -35,8 +34,6 @@ _SIGNATURES = {
 _COMPRESSORS = ("zlib", "gzip", "bz2", "lzma", "xz", "lz4")
 COMPRESSION_LEVELS = range(0, 10)
 MMAP_MODES = ("r", "r+", "c")
-# What unpickling damaged or cut-off bytes raises, by type.
-_DAMAGE = (EOFError, pickle.UnpicklingError, IndexError, struct.error, zlib.error, ValueError, KeyError, OverflowError)
 
 
 class JoblibHandler(PythonObjectHandler):
@@ -47,13 +44,21 @@ class JoblibHandler(PythonObjectHandler):
 
     def check_save_options(self, target: Path, options: SaveOptions) -> None:
         compress = options.compress
-        if compress is None or _valid_compress(compress):
+        if compress is None:
             return
-        raise InvalidArgumentError(
-            f"{target}: compress={compress!r} is not a joblib compression. Give a level "
-            f"0-9 (3 is a good trade-off), a compressor name ({', '.join(_COMPRESSORS)}), "
-            "or a (name, level) pair such as ('lzma', 6). Nothing was written."
-        )
+        compressor = _compressor(compress)
+        if compressor is None:
+            raise InvalidArgumentError(
+                f"{target}: compress={compress!r} is not a joblib compression. Give a level "
+                f"0-9 (3 is a good trade-off), a compressor name ({', '.join(_COMPRESSORS)}), "
+                "or a (name, level) pair such as ('lzma', 6). Nothing was written."
+            )
+        if compressor == "lz4" and importlib.util.find_spec("lz4") is None:
+            raise MissingDependencyError(
+                f"{target}: compress={compress!r} needs the lz4 package, which is not "
+                "installed. Install it with: pip install lz4; or choose zlib, gzip, bz2, "
+                "lzma or xz. Nothing was written."
+            )
 
     def write(self, obj: Any, transaction: Transaction, target: Path, options: SaveOptions) -> Digest:
         import joblib
@@ -112,35 +117,27 @@ class JoblibHandler(PythonObjectHandler):
                 )
         try:
             return joblib.load(source, mmap_mode=options.mmap_mode)
-        except (AttributeError, ModuleNotFoundError) as error:
-            raise _missing_class(payload.path, error) from None
-        except _DAMAGE as error:
-            raise FormatError(
-                f"{payload.path} is truncated or damaged ({type(error).__name__}: {error}). "
-                "Restore it from a backup or save it again."
-            ) from None
+        except Exception as error:  # noqa: BLE001 - unpickling runs the file's own code, which may raise anything
+            raise read_failure(payload.path, error) from None
 
 
-def _valid_compress(compress: Any) -> bool:
-    if isinstance(compress, bool):
-        return True
-    if isinstance(compress, int):
-        return compress in COMPRESSION_LEVELS
+def _compressor(compress: Any) -> str | None:
+    """The compressor ``compress`` asks joblib for, or None if joblib would not accept it.
+
+    A bare level means zlib; booleans are refused, though joblib takes them,
+    so that one argument does not take four kinds of value.
+    """
+    if _is_level(compress):
+        return "zlib"
     if isinstance(compress, str):
-        return compress in _COMPRESSORS
-    if isinstance(compress, tuple) and len(compress) == 2:
-        name, level = compress
-        return name in _COMPRESSORS and isinstance(level, int) and not isinstance(level, bool) and level in COMPRESSION_LEVELS
-    return False
+        return compress if compress in _COMPRESSORS else None
+    if isinstance(compress, tuple) and len(compress) == 2 and _is_level(compress[1]):
+        return _compressor(compress[0]) if isinstance(compress[0], str) else None
+    return None
 
 
-def _missing_class(path: Path, error: BaseException) -> UnknownClassError:
-    return UnknownClassError(
-        f"{path} refers to a class or function that this process cannot find "
-        f"({type(error).__name__}: {error}). If it was defined in the script or notebook "
-        "that saved the file (__main__), define or import it before loading; better, "
-        "move it into a module that both sides import, and save again."
-    )
+def _is_level(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value in COMPRESSION_LEVELS
 
 
 def _compression(head: bytes, path: Path) -> str | None:

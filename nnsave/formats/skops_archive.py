@@ -3,26 +3,36 @@
 skops stores an object as a zip of a JSON schema plus array data and rebuilds
 it only from types it knows to be harmless. Any other type found in the file
 must be approved by name, a decision :mod:`nnsave.trust` takes; this handler
-only reports the types (without loading anything) and passes on the approval.
+only reports the types (without building anything) and passes on the approval.
+
+skops can write files it can never read back: a lambda or a function defined
+inside another is stored by a name that no module has, some types it writes
+have no loader, and some come back changed (a ``collections.deque`` comes back
+empty). Saving therefore refuses such objects before anything is written:
+code references are found by walking the object, and the rest by loading the
+bytes back in memory and comparing (see :meth:`SkopsHandler.write`).
 """
 
 from __future__ import annotations
 
+import io
 import zipfile
 from pathlib import Path
 from typing import Any
 
-from ..errors import FormatError, InvalidArgumentError, UnknownClassError, UnsupportedObjectError
+from ..errors import FormatError, InvalidArgumentError, UnsupportedObjectError
 from ..hashing import Digest
 from ..storage import Transaction
 from ._base import FileFacts, LoadOptions, Payload, SaveOptions
-from ._python import PythonObjectHandler, code_references
-from ._zip import check_zip_magic, measure, open_zip
+from ._python import PythonObjectHandler, code_references, first_difference, quoted, read_failure
+from ._zip import check_zip_magic, json_object, measure, open_zip, read_member
 
 __all__ = ["SkopsHandler", "SCHEMA_MEMBER"]
 
 SCHEMA_MEMBER = "schema.json"
 _LEVELS = range(0, 10)
+#: The schema of a large forest is a few megabytes; a larger one is no file skops wrote.
+_MAX_SCHEMA_BYTES = 64 << 20
 
 
 class SkopsHandler(PythonObjectHandler):
@@ -47,23 +57,36 @@ class SkopsHandler(PythonObjectHandler):
                 f"{target}: the object uses {', '.join(nameless)}, a lambda or a function "
                 "defined inside another function. skops stores functions by name, so the "
                 "file could never be loaded. Replace it with a function defined at the top "
-                "level of a module, then save again. Nothing was written."
+                "level of a module, or save to .joblib instead. Nothing was written."
             )
         return super().check_saveable(obj, target)
 
     def write(self, obj: Any, transaction: Transaction, target: Path, options: SaveOptions) -> Digest:
+        """Stage ``obj`` as a ``.skops`` file, once its bytes have loaded back equal to it.
+
+        The check rebuilds the object from the bytes in memory, approving the
+        types skops reports. They are the types of the caller's own object, so
+        building them runs no code the caller's process does not already
+        hold. Then :func:`first_difference` compares the two, value for value.
+        It costs one load (the time loading the file will take) and one walk
+        over both objects, and the memory of a second copy of the object
+        while the check lasts.
+        """
         import skops.io
 
-        settings = {} if not options.compress else {"compression": zipfile.ZIP_DEFLATED, "compresslevel": options.compress}
-        with transaction.stream(target) as stream:
-            try:
-                skops.io.dump(obj, stream, **settings)
-            except (TypeError, ValueError, AttributeError) as error:
-                raise UnsupportedObjectError(
-                    f"{target}: skops cannot store this {type(obj).__name__} ({error}). "
-                    "Save it as .joblib instead. Nothing was written."
-                ) from error
-        return stream.digest
+        settings = {"compression": zipfile.ZIP_DEFLATED, "compresslevel": options.compress} if options.compress else {}
+        try:
+            data = skops.io.dumps(obj, **settings)
+        except Exception as error:  # noqa: BLE001 - skops runs each object's own reduce and getstate code
+            raise _cannot_hold(target, obj, f"skops cannot store it ({quoted(error)})") from None
+        try:
+            rebuilt = skops.io.loads(data, trusted=skops.io.get_untrusted_types(data=data))
+        except Exception as error:  # noqa: BLE001 - rebuilding runs each type's own setstate code
+            raise _cannot_hold(target, obj, f"skops can store it but not load it back ({quoted(error)})") from None
+        difference = first_difference(obj, rebuilt)
+        if difference is not None:
+            raise _cannot_hold(target, obj, f"skops loads it back changed ({difference})")
+        return transaction.write_bytes(target, data)
 
     def check_load_options(self, path: Path, options: LoadOptions, trusted_types: tuple[str, ...]) -> None:
         if options.mmap_mode is not None:
@@ -76,31 +99,69 @@ class SkopsHandler(PythonObjectHandler):
         check_zip_magic(head, path, "a skops file", "If it is a joblib or pickle file, rename it to .joblib.")
 
     def facts(self, payload: Payload, options: LoadOptions) -> FileFacts:
-        import skops.io
-
         with open_zip(payload, required_member=SCHEMA_MEMBER, kind="skops file") as archive:
             expansion, hostile = measure(archive, payload.size)
-        if hostile:
-            return FileFacts(runs_code=False, hostile_names=hostile, expansion=expansion)
-        try:
-            # skops builds a tree from the schema and audits it; nothing is constructed.
-            untrusted = tuple(sorted(skops.io.get_untrusted_types(file=payload.reader())))
-        except Exception as error:  # noqa: BLE001 - skops raises many types for malformed schemas
-            raise FormatError(f"{payload.path} is not a readable skops file ({type(error).__name__}: {error}).") from None
-        return FileFacts(runs_code=False, unapproved_types=untrusted, expansion=expansion)
+            if hostile:
+                return FileFacts(runs_code=False, hostile_names=hostile, expansion=expansion)
+            outline = _outline(archive, payload.path)
+        return FileFacts(runs_code=False, unapproved_types=_untrusted_types(outline, payload.path), expansion=expansion)
 
     def describe(self, payload: Payload) -> dict[str, Any]:
-        facts = self.facts(payload, LoadOptions())
-        return {"untrusted_types": list(facts.unapproved_types)}
+        """The types to approve; without skops installed, says which extra lists them."""
+        with open_zip(payload, required_member=SCHEMA_MEMBER, kind="skops file") as archive:
+            hostile = measure(archive, payload.size)[1]
+            if hostile:
+                return {"hostile_members": list(hostile)}
+            outline = _outline(archive, payload.path)
+        try:
+            import skops.io  # noqa: F401 - only to learn whether the types can be listed
+        except ModuleNotFoundError:
+            return {"untrusted_types": f'unknown: pip install "nnsave[{self.extra}]" to list them'}
+        return {"untrusted_types": list(_untrusted_types(outline, payload.path)) or "none"}
 
     def read(self, payload: Payload, options: LoadOptions) -> Any:
         import skops.io
 
         try:
             return skops.io.load(payload.reader(), trusted=list(options.approved_types))
-        except (AttributeError, ModuleNotFoundError) as error:
-            raise UnknownClassError(
-                f"{payload.path} refers to a class or function that this process cannot "
-                f"find ({type(error).__name__}: {error}). Import the module that defines it "
-                "before loading."
-            ) from None
+        except Exception as error:  # noqa: BLE001 - building runs the approved types' own code
+            raise read_failure(payload.path, error) from None
+
+
+def _outline(archive: zipfile.ZipFile, path: Path) -> bytes:
+    """The archive with its schema and every other member empty: what skops audits.
+
+    Which types a file holds is written in its schema alone, but skops's
+    audit reads every member; auditing the file itself would unpack all of
+    its array data (a zip bomb's too) before trust has seen how far it
+    unpacks. The schema is checked defensively first (size, nesting, numbers).
+    """
+    schema = read_member(archive, SCHEMA_MEMBER, path, limit=_MAX_SCHEMA_BYTES)
+    json_object(schema, SCHEMA_MEMBER, path)
+    outline = io.BytesIO()
+    with zipfile.ZipFile(outline, "w") as copy:
+        for name in dict.fromkeys(archive.namelist()):
+            copy.writestr(name, schema if name == SCHEMA_MEMBER else b"")
+    return outline.getvalue()
+
+
+def _untrusted_types(outline: bytes, path: Path) -> tuple[str, ...]:
+    """The types outside skops's safe set that the file's schema names."""
+    import skops.io
+
+    try:
+        return tuple(sorted(skops.io.get_untrusted_types(data=outline)))
+    except Exception as error:  # noqa: BLE001 - skops reads a hostile schema with few checks of its own
+        raise FormatError(
+            f"{path} is not a readable skops file: its {SCHEMA_MEMBER} does not describe "
+            f"objects skops knows ({quoted(error)}). Restore it from a "
+            "backup or save it again."
+        ) from None
+
+
+def _cannot_hold(target: Path, obj: object, why: str) -> UnsupportedObjectError:
+    return UnsupportedObjectError(
+        f"{target}: a .skops file cannot hold this {type(obj).__name__}: {why}. Save it "
+        "as .joblib instead (a pickle, which loads only where you vouch for it). "
+        "Nothing was written."
+    )
