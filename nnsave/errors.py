@@ -43,11 +43,11 @@ class NNSaveError(Exception):
 class Problem(enum.Enum):
     """Why a payload does not match its manifest."""
 
-    #: The payload is shorter than the manifest says: cut off while copying or saving.
+    #: The payload is shorter than the manifest says, cut off while copying or saving.
     TRUNCATED = "truncated"
     #: The payload is longer than the manifest says.
     EXTENDED = "extended"
-    #: Same size, different bytes: damaged or edited.
+    #: The payload has the right size but other bytes, damaged or edited.
     CHANGED = "changed"
     #: The payload was written after its manifest, by something other than nnsave.
     STALE_MANIFEST = "stale manifest"
