@@ -379,6 +379,29 @@ def test_a_restart_that_dies_before_deleting_leaves_the_abandoned_run_marked(tor
     assert index_of(torn)["abandoned"] == [] and kept_files(torn)[-1] == "ckpt-00003.keras"
 
 
+@pytest.mark.parametrize("read", [nnsave.latest_checkpoint, nnsave.resume], ids=["latest_checkpoint", "resume"])
+def test_a_reader_whose_candidates_vanish_surveys_again(torn, keras, monkeypatch, read):
+    # While the reader opens ckpt-00003.keras, training goes on: three more
+    # checkpoints, and retention deletes every one the reader had surveyed.
+    writer = Checkpointer(torn, monitor="loss", max_to_keep=3)
+    writer.set_model(make_model(keras))
+    real_open = storage.open_regular
+    trained_on = []
+
+    def open_while_training_goes_on(path):
+        if Path(path).name == "ckpt-00003.keras" and not trained_on:
+            trained_on.append(True)
+            for epoch in (4, 5, 6):
+                writer.save(epoch, {"loss": 1 / epoch})
+        return real_open(path)
+
+    monkeypatch.setattr(storage, "open_regular", open_while_training_goes_on)
+    answer, warned = caught_warnings(read, torn)
+    assert trained_on and kept_files(torn) == ["ckpt-00004.keras", "ckpt-00005.keras", "ckpt-00006.keras"]
+    assert (answer[1] if read is nnsave.resume else answer) == (6 if read is nnsave.resume else torn / "ckpt-00006.keras")
+    assert warned == []
+
+
 # --------------------------------------------------------------------------- exact resume
 
 
