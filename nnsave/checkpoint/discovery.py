@@ -32,7 +32,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from .. import api, artifact, keys, legacy
-from ..errors import FileMissingError, FormatError, IntegrityError, NNSaveError, PathError, UntrustedFileError
+from ..errors import (
+    DirectoryGivenError,
+    FileMissingError,
+    FormatError,
+    IntegrityError,
+    NNSaveError,
+    NotAFileError,
+    PathError,
+    UntrustedFileError,
+)
 from ..formats import handler_for_path
 from ..keys import SignatureStatus, SigningKey
 from ..manifest import MANIFEST_SUFFIX, Manifest
@@ -165,7 +174,7 @@ def _keras_candidates(survey: Survey, names: list[str]) -> list[Candidate]:
     except DamagedIndexError as damage:
         survey.notes.append(f"{INDEX_NAME} is damaged ({damage.reason})")
     except (PathError, ValueError) as error:
-        survey.notes.append(f"{INDEX_NAME} is damaged ({first_sentence(str(error))})")
+        survey.notes.append(f"{INDEX_NAME} is damaged ({why_unreadable(error)})")
     abandoned: set[str] = set()
     if survey.index is not None:
         for entry in survey.index.entries:
@@ -188,7 +197,7 @@ def _tf_candidates(survey: Survey, names: list[str]) -> list[Candidate]:
     except FileMissingError:
         state_found = False
     except (NNSaveError, OSError, ValueError) as error:
-        survey.notes.append(f"TensorFlow's {TF_STATE_NAME} file is damaged ({first_sentence(str(error))})")
+        survey.notes.append(f"TensorFlow's {TF_STATE_NAME} file is damaged ({why_unreadable(error)})")
     else:
         named = state.prefixes
         if state.outside:
@@ -221,10 +230,8 @@ def verify_keras(candidate: Candidate, signing_key: SigningKey | None) -> Verifi
     try:
         with artifact.checked_pair(candidate.path, format_name=handler_for_path(candidate.path).name) as check:
             integrity, problem, manifest, size = check.integrity, check.problem, check.manifest, check.digest.size
-    except FileMissingError:
-        raise Unusable("the file is gone") from None
     except (NNSaveError, OSError) as error:
-        raise Unusable(first_sentence(str(error))) from None
+        raise Unusable(why_unreadable(error)) from None
     if integrity is Integrity.MISMATCH:
         raise Unusable(f"it does not match its manifest ({problem.value if problem else 'mismatch'})")
     if integrity is Integrity.NO_MANIFEST or manifest is None:
@@ -611,6 +618,19 @@ def _size_on_disk(folder: CheckpointFolder, candidate: Candidate) -> int:
 
 
 # --------------------------------------------------------------------------- helpers
+
+
+def why_unreadable(error: Exception) -> str:
+    """Why a file could not be read, in a few words that do not repeat its path."""
+    if isinstance(error, FileMissingError):
+        return "the file is gone"
+    if isinstance(error, DirectoryGivenError):
+        return "it is a directory"
+    if isinstance(error, NotAFileError):
+        return "it is not a regular file"
+    if isinstance(error, PermissionError):
+        return "permission to read it is denied"
+    return first_sentence(str(error))
 
 
 def first_sentence(text: str) -> str:

@@ -115,6 +115,7 @@ class CheckpointFolder:
         return identity[3] if identity else 0
 
     def exists(self, name: str) -> bool:
+        """True if ``name`` is there (whatever kind of file it is)."""
         return self.identity(name) is not None
 
     # ------------------------------------------------------------------- writing
