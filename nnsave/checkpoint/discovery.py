@@ -6,8 +6,9 @@ any. A reader therefore expects the directory to change under it, and
 never trusts the index blindly:
 
 1. The *survey* lists every checkpoint it can find, from the file names, the
-   index and TensorFlow's ``checkpoint`` state file, ordered newest first,
-   and notes anything amiss (a damaged or missing index, a path that leads
+   index and TensorFlow's ``checkpoint`` state file, ordered newest first
+   (those the index marks as abandoned by a restarted run come last), and
+   notes anything amiss (a damaged or missing index, a path that leads
    outside the directory).
 2. The *walk* takes the first checkpoint that is usable: it matches its
    manifest, its manifest's epoch is its name's, and, when a key was named,
