@@ -191,6 +191,21 @@ def test_odd_but_harmless_logs_in_a_manifest_are_read_as_missing(run):
     assert run_ls(run).returncode == 0
 
 
+def test_a_directory_that_cannot_be_listed_is_read_through_its_index(run, monkeypatch):
+    # Mode 0711: files open by name, but listing is refused (root ignores the mode, so the refusal is simulated).
+    real_listdir = os.listdir
+
+    def refuse(path="."):
+        if Path(path) == run:
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_listdir(path)
+
+    monkeypatch.setattr(os, "listdir", refuse)
+    latest, (model, epoch), rows, messages = read_all_ways(run)
+    assert latest == run / "ckpt-00003.keras" and epoch == 3 and stamp_of(model) == 3 and messages == []
+    assert [row.path.name for row in rows] == ["ckpt-00001.keras", "ckpt-00002.keras", "ckpt-00003.keras"]
+
+
 # --------------------------------------------------------------------------- paths that escape
 
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import doctest
 import json
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+import nnsave.checkpoint.index
 from nnsave.checkpoint import CheckpointEntry, checkpoint_name
 from nnsave.checkpoint.index import DamagedIndexError, Index, build_index, epoch_of, index_bytes, parse_index
 from nnsave.errors import FormatError
@@ -138,3 +140,8 @@ def test_checkpoint_names_hold_their_epoch_and_nothing_else():
     assert [epoch_of(checkpoint_name(e)) for e in (0, 7, 12345, 10**19)] == [0, 7, 12345, 10**19]
     for name in ("ckpt-1.keras", "ckpt-00001.keras.nnsave.json", "x/ckpt-00001.keras", "ckpt-00001.KERAS", "ckpt-" + "1" * 21 + ".keras"):
         assert epoch_of(name) is None, name
+
+
+def test_docstring_examples():
+    results = doctest.testmod(nnsave.checkpoint.index, optionflags=doctest.ELLIPSIS)
+    assert results.attempted >= 4 and results.failed == 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import doctest
 import json
 import os
 import shutil
@@ -17,6 +18,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import nnsave
+import nnsave.legacy
 from nnsave.checkpoint import CheckpointFallbackWarning
 from nnsave.errors import FormatError
 from nnsave.legacy import (
@@ -228,6 +230,11 @@ def test_state_file_paths_stay_inside_the_directory(tmp_path, value, expected):
 def test_a_malformed_state_file_is_a_format_error(tmp_path, state):
     with pytest.raises(FormatError, match=f"{TF_STATE_NAME}"):
         parse_tf_state(state, tmp_path)
+
+
+def test_docstring_examples():
+    results = doctest.testmod(nnsave.legacy, optionflags=doctest.ELLIPSIS)
+    assert results.attempted >= 3 and results.failed == 0
 
 
 state_lines = st.lists(
