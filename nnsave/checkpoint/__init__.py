@@ -40,7 +40,7 @@ from .discovery import TF_STATE_NAME, CheckpointKind, CheckpointStatus, latest_c
 from .index import INDEX_NAME, checkpoint_name
 from .retention import CheckpointEntry, RetentionPolicy, any_of, keep_best, keep_latest_n, plan_retention
 from .tf_restore import restore_tf_checkpoint
-from .warning import CheckpointFallbackWarning
+from ..errors import CheckpointFallbackWarning
 
 if TYPE_CHECKING:
     from .callback import CheckpointerBase as Checkpointer

@@ -41,7 +41,7 @@ from .index import (
 )
 from .retention import CheckpointEntry, any_of, check_count, check_mode, keep_latest_n, plan_retention
 from .retention import keep_best as keep_best_policy
-from .warning import warn_caller
+from ..errors import CheckpointFallbackWarning, warn_caller
 
 __all__ = ["CheckpointerBase", "checkpointer_class"]
 
@@ -216,7 +216,8 @@ class CheckpointerBase:
         names = ", ".join(entry.file for entry in later)
         warn_caller(
             f"{self.directory}: saving epoch {epoch} over a run that went further; deleting "
-            f"its later checkpoints {names}."
+            f"its later checkpoints {names}.",
+            CheckpointFallbackWarning,
         )
         # Recorded before the new checkpoint is saved: should the process die
         # before it deletes them, readers still know them for what they are,

@@ -50,7 +50,7 @@ from ..paths import PathLike
 from ..trust import Integrity
 from .folder import CheckpointFolder
 from .index import INDEX_NAME, MAX_INDEX_BYTES, DamagedIndexError, Index, epoch_of, finite_value, parse_index
-from .warning import warn_caller
+from ..errors import CheckpointFallbackWarning, warn_caller
 
 if TYPE_CHECKING:
     import keras
@@ -310,7 +310,10 @@ def first_usable(
     outcome = until_settled(folder, walk, lambda outcome: bool(outcome.notes))
     if outcome.notes:
         verdict = f"Using {outcome.chosen.path.name}" if outcome.chosen else "No usable checkpoint is left"
-        warn_caller(f"The checkpoint directory {folder.directory} is torn: {'; '.join(outcome.notes)}. {verdict}.")
+        warn_caller(
+            f"The checkpoint directory {folder.directory} is torn: {'; '.join(outcome.notes)}. {verdict}.",
+            CheckpointFallbackWarning,
+        )
     return outcome
 
 
@@ -573,7 +576,10 @@ def list_checkpoints(directory: PathLike, *, key: bytes | str | None = None) -> 
 
     survey, rows = until_settled(folder, describe, unsettled)
     if survey.notes:
-        warn_caller(f"The checkpoint directory {folder.directory} is torn: {'; '.join(survey.notes)}.")
+        warn_caller(
+            f"The checkpoint directory {folder.directory} is torn: {'; '.join(survey.notes)}.",
+            CheckpointFallbackWarning,
+        )
     latest = next((row.path for row in rows if row.verified), None)
     rows = [replace(row, latest=row.path == latest) for row in rows]
     # Oldest first, nnsave's own before TensorFlow's.
