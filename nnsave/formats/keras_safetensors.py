@@ -179,7 +179,8 @@ class KerasSafetensorsHandler(KerasModelHandler):
         # starts from scratch, as it would have.
         skipped = [optimizer] if optimizer is not None and not layout.optimizer_tensors else []
         source = walk.weights_store(_TensorSource, payload.view, layout)
-        failures = walk.load(model, source, skipped)
+        with keras_errors_explained(path):
+            failures = walk.load(model, source, skipped)
         if failures:
             owner, error = next(iter(failures.values()))
             raise FormatError(
