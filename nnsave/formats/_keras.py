@@ -84,26 +84,32 @@ class KerasModelHandler(FormatHandler):
         return keras is not None and isinstance(obj, keras.Model)
 
     def versions(self, obj: object) -> list[str]:
-        backend = _backend_name()
-        return ["numpy", "keras", *([backend] if backend in ("tensorflow", "jax", "torch") else [])]
+        return ["numpy", "keras", *_BACKEND_LIBRARIES.get(_backend_name() or "", ())]
 
     def extra_versions(self, obj: object) -> dict[str, str | None]:
         return {"keras_backend": _backend_name()}
 
     def expects(self, obj: Any) -> dict[str, Any]:
-        """Input and output names, shapes and dtypes of a built model, read without running it."""
+        """Input and output names, shapes and dtypes of a built model, read without running it.
+
+        A subclassed model has no symbolic inputs and outputs, so nothing is
+        recorded for it.
+        """
         facts: dict[str, Any] = {}
         for side in ("inputs", "outputs"):
             try:
                 tensors = list(getattr(obj, side) or [])
             except (AttributeError, ValueError):  # a subclassed model that was never called
                 continue
+            names = [str(getattr(tensor, "name", "")) for tensor in tensors]
+            given = getattr(obj, "output_names", None) if side == "outputs" else None
+            if isinstance(given, (list, tuple)) and len(given) == len(tensors):
+                names = [str(name) for name in given]  # the tensors' own are automatic
             described = []
-            for tensor in tensors:
+            for tensor, name in zip(tensors, names):
                 shape = getattr(tensor, "shape", None)
                 if shape is None:
                     break
-                name = str(getattr(tensor, "name", ""))
                 entry = {
                     "shape": [None if size is None else int(size) for size in shape],
                     "dtype": str(getattr(tensor, "dtype", "")),
@@ -135,6 +141,10 @@ class KerasModelHandler(FormatHandler):
                 "custom_objects={'Name': Class}, then load again."
             )
         return FileFacts(runs_code=not options.safe_mode, reaches_outside=audit_config(config), **extra)
+
+
+#: The libraries whose versions matter for each Keras backend.
+_BACKEND_LIBRARIES = {"tensorflow": ("tensorflow",), "jax": ("jax", "jaxlib"), "torch": ("torch",)}
 
 
 def _backend_name() -> str | None:
@@ -274,7 +284,7 @@ def safe_mode_scope(safe_mode: bool) -> Iterator[None]:
 #: What Keras, h5py and zipfile raise for bytes or configs that are damaged.
 _DAMAGE = (
     zipfile.BadZipFile, OSError, EOFError, KeyError, IndexError, AttributeError,
-    RecursionError, OverflowError, struct.error,
+    RuntimeError, OverflowError, struct.error,
 )
 
 
