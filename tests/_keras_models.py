@@ -54,6 +54,20 @@ def same_arrays(first, second) -> bool:
     )
 
 
+def same_weights(model, restored) -> bool:
+    """The same variables bit for bit, in whatever order and under whatever names the layers gave them.
+
+    Layers named automatically get new names when a model is rebuilt in the
+    same process, and quantized layers create their variables in another
+    order when built from a config, so neither order nor path is compared.
+    """
+
+    def fingerprints(owner):
+        return sorted((str(a.dtype), a.shape, a.tobytes()) for a in arrays(owner.weights))
+
+    return fingerprints(model) == fingerprints(restored)
+
+
 def same_predictions(model, restored, inputs) -> bool:
     import keras
 

@@ -14,7 +14,7 @@ import zipfile
 
 import numpy as np
 import pytest
-from _keras_models import backend, keras, load_unverified, run_fresh, same_predictions  # noqa: F401
+from _keras_models import backend, keras, load_unverified  # noqa: F401
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -93,49 +93,7 @@ def test_a_subclassed_model_records_nothing_it_cannot_know(tmp_path, keras):
     assert nnsave.inspect(nnsave.save(model, tmp_path / "model.keras")).expects == {}
 
 
-# --- mixed precision in .keras ------------------------------------------------
-
-_MIXED = """
-    import numpy as np, keras, nnsave, warnings
-    keras.utils.set_random_seed(0)
-    keras.config.set_dtype_policy("mixed_float16")
-    inputs = keras.Input((8,))
-    hidden = keras.layers.Dense(16, activation="relu")(inputs)
-    model = keras.Model(inputs, keras.layers.Dense(3, dtype="float32")(hidden))
-    model.compile(optimizer="adam", loss="mse")
-    X = np.random.default_rng(0).normal(size=(64, 8)).astype("float32")
-    model.fit(X, X[:, :3], epochs=2, verbose=0)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        nnsave.save(model, "mixed.keras")
-    print(sum(issubclass(w.category, nnsave.UnportableObjectWarning) for w in caught))
-    np.savez("optimizer.npz", *[keras.ops.convert_to_numpy(v) for v in model.optimizer.variables])
-"""
-
-_RELOAD_KERAS = """
-    import numpy as np, keras, nnsave, sys
-    if sys.argv[1:] == ["mixed"]:
-        keras.config.set_dtype_policy("mixed_float16")
-    try:
-        model = nnsave.load("mixed.keras")
-    except nnsave.FormatError as error:
-        print("FormatError", "mixed_float16" in str(error), "compile=False" in str(error))
-        model = nnsave.load("mixed.keras", compile=False)
-        print("bare", model.compiled)
-    else:
-        saved = np.load("optimizer.npz")
-        state = [saved[f"arr_{i}"] for i in range(len(saved.files))]
-        restored = [keras.ops.convert_to_numpy(v) for v in model.optimizer.variables]
-        print(type(model.optimizer).__name__, all(np.array_equal(a, b) for a, b in zip(state, restored)))
-"""
-
-
-def test_mixed_precision_keras_says_when_its_optimizer_state_cannot_be_restored(tmp_path, keras):
-    assert run_fresh(_MIXED, tmp_path).split() == ["1"]  # warned at save time
-    assert run_fresh(_RELOAD_KERAS, tmp_path).split() == ["FormatError", "True", "True", "bare", "False"]
-    mixed = run_fresh(_RELOAD_KERAS.replace("sys.argv[1:]", '["mixed"]'), tmp_path)
-    assert mixed.split() == ["LossScaleOptimizer", "True"]  # the remedy the error names works
-
+# --- optimizer state in .keras (mixed precision: tests/test_keras_models.py) ---
 
 def test_a_compiled_untrained_keras_model_loads_without_a_false_alarm(tmp_path, keras):
     model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])

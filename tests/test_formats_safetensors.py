@@ -9,7 +9,7 @@ import sys
 
 import numpy as np
 import pytest
-from _keras_models import keras, load_unverified, run_fresh, same_arrays, same_optimizer_state, same_predictions  # noqa: F401
+from _keras_models import keras, load_unverified, same_arrays, same_optimizer_state, same_predictions  # noqa: F401
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -253,40 +253,6 @@ def test_a_compiled_but_untrained_model_saves_no_optimizer_state(tmp_path, keras
     assert not any(name.startswith(ks.OPTIMIZER_PREFIX) for name in _header(path)[0])
     restored = nnsave.load(path)
     assert restored.compiled and same_arrays(model.weights, restored.weights)
-
-
-_MIXED_PRECISION = """
-    import numpy as np, keras, nnsave
-    keras.utils.set_random_seed(0)
-    keras.config.set_dtype_policy("mixed_float16")
-    inputs = keras.Input((8,))
-    hidden = keras.layers.Dense(16, activation="relu")(inputs)
-    model = keras.Model(inputs, keras.layers.Dense(3, dtype="float32")(hidden))
-    model.compile(optimizer="adam", loss="mse")
-    X = np.random.default_rng(0).normal(size=(64, 8)).astype("float32")
-    model.fit(X, X[:, :3], epochs=2, verbose=0)
-    nnsave.save(model, "mixed.safetensors")
-    np.save("inputs.npy", X)
-    np.save("predictions.npy", model.predict(X, verbose=0))
-    np.savez("optimizer.npz", *[keras.ops.convert_to_numpy(v) for v in model.optimizer.variables])
-    print(type(model.optimizer).__name__)
-"""
-
-_RELOAD = """
-    import numpy as np, keras, nnsave
-    model = nnsave.load("mixed.safetensors")
-    saved = np.load("optimizer.npz")
-    state = [saved[f"arr_{i}"] for i in range(len(saved.files))]
-    restored = [keras.ops.convert_to_numpy(v) for v in model.optimizer.variables]
-    same_state = len(state) == len(restored) and all(np.array_equal(a, b) for a, b in zip(state, restored))
-    same_predictions = np.array_equal(model.predict(np.load("inputs.npy"), verbose=0), np.load("predictions.npy"))
-    print(keras.config.dtype_policy().name, type(model.optimizer).__name__, same_state, same_predictions)
-"""
-
-
-def test_mixed_precision_loads_in_a_fresh_process_with_its_optimizer_state(tmp_path, keras):
-    assert run_fresh(_MIXED_PRECISION, tmp_path).split() == ["LossScaleOptimizer"]
-    assert run_fresh(_RELOAD, tmp_path).split() == ["float32", "LossScaleOptimizer", "True", "True"]
 
 
 # --- the file is standard safetensors ---------------------------------------
