@@ -27,8 +27,13 @@ $(INSTALLED): requirements.txt pyproject.toml
 # Exactly `pytest --nbval` typed at the root: pyproject.toml names the tests, the
 # notebooks, the workers and the sanitize file. The browser test reads the built
 # HTML, so the book is built first (the test builds it itself when it is missing).
+# Then the Keras format tests again under Keras's JAX backend.
+KERAS_FORMAT_TESTS := tests/test_formats_keras.py tests/test_formats_safetensors.py \
+	tests/test_keras_safe_mode.py tests/test_keras_models.py
+
 test: book
 	$(BIN)/python -m pytest --nbval
+	KERAS_BACKEND=jax $(BIN)/python -m pytest $(KERAS_FORMAT_TESTS)
 
 book: $(INSTALLED)
 	$(BIN)/jupyter-book build . -W -n --keep-going

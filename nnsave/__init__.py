@@ -47,7 +47,7 @@ from .manifest import MANIFEST_SUFFIX
 from .report import ArtifactInfo
 from .roundtrip import RoundtripReport, roundtrip
 from .trust import Integrity
-from .reproducibility import seed_everything
+from .reproducibility import epoch_order, seed_everything
 from .checkpoint import (
     CheckpointFallbackWarning,
     latest_checkpoint,
@@ -58,6 +58,7 @@ from .checkpoint import (
 
 if TYPE_CHECKING:
     from .checkpoint import Checkpointer
+    from .reproducibility import ShuffledEpochs
 
 __all__ = [
     "__version__",
@@ -74,6 +75,8 @@ __all__ = [
     "MANIFEST_SUFFIX",
     "user_key_path",
     "seed_everything",
+    "epoch_order",
+    "ShuffledEpochs",
     "NNSaveError",
     "IntegrityError",
     "UntrustedFileError",
@@ -104,13 +107,18 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    # Only Checkpointer is lazy: it subclasses keras.callbacks.Callback.
-    if name == "Checkpointer":
-        from .checkpoint import Checkpointer
+#: Names whose classes subclass a Keras class, so they are built on first use
+#: (importing Keras takes seconds), with the module that builds them.
+_KERAS_CLASSES = {"Checkpointer": ".checkpoint", "ShuffledEpochs": ".reproducibility"}
 
-        globals()[name] = Checkpointer
-        return Checkpointer
+
+def __getattr__(name: str) -> Any:
+    if name in _KERAS_CLASSES:
+        import importlib
+
+        value = getattr(importlib.import_module(_KERAS_CLASSES[name], __name__), name)
+        globals()[name] = value
+        return value
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 

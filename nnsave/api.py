@@ -8,7 +8,6 @@ the file may be deserialised, and the handler reads or writes the format.
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -25,6 +24,7 @@ from .errors import (
     UnportableObjectWarning,
     UnverifiedFileWarning,
     VersionMismatchWarning,
+    warn_caller,
 )
 from .formats import FileFacts, FormatHandler, LoadOptions, SaveOptions, class_path, handler_for_object, handler_for_path
 from .hashing import DEFAULT_ALGORITHM, is_hex_digest
@@ -133,7 +133,7 @@ def save(
     if not target.parent.is_dir():
         raise FileMissingError(f"The directory {target.parent} does not exist; create it first.", str(target.parent))
     for message in handler.check_saveable(obj, target):
-        warnings.warn(message, UnportableObjectWarning, stacklevel=2)
+        warn_caller(message, UnportableObjectWarning)
     signing_key = keys.resolve_key(key, create=True)
     assert signing_key is not None  # created on demand
 
@@ -282,11 +282,10 @@ def load(
                 detail = f"its SHA-256 is {check.digest.sha256}, expected_sha256 is {expected_sha256}"
             raise trust.refusal(target, decision, facts, evidence, request, signing_key, detail=detail)
         if decision.unverified:
-            warnings.warn(
+            warn_caller(
                 f"{target} has no nnsave manifest, so it was loaded without an integrity "
                 "check. Save it with nnsave.save to add one.",
                 UnverifiedFileWarning,
-                stacklevel=2,
             )
         if check.manifest is not None:
             _warn_on_version_mismatch(target, handler, check.manifest)
@@ -440,10 +439,9 @@ def _warn_on_version_mismatch(path: Path, handler: FormatHandler, manifest: Mani
         strictness=handler.strictness_for(manifest.class_path),
     )
     for name, saved, installed in mismatches:
-        warnings.warn(
+        warn_caller(
             f"{path} was saved with {name} {saved}, but {name} {installed} is installed. "
             f"Loading across these versions is not supported by {name}; if results look "
             f"wrong, install {name}=={saved} or re-train and save with {installed}.",
             VersionMismatchWarning,
-            stacklevel=3,
         )

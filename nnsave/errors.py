@@ -10,6 +10,8 @@ working when it calls nnsave instead.
 from __future__ import annotations
 
 import enum
+import sys
+import warnings
 
 __all__ = [
     "NNSaveError",
@@ -33,6 +35,8 @@ __all__ = [
     "VersionMismatchWarning",
     "UnverifiedFileWarning",
     "UnportableObjectWarning",
+    "CheckpointFallbackWarning",
+    "warn_caller",
 ]
 
 
@@ -43,11 +47,11 @@ class NNSaveError(Exception):
 class Problem(enum.Enum):
     """Why a payload does not match its manifest."""
 
-    #: The payload is shorter than the manifest says: cut off while copying or saving.
+    #: The payload is shorter than the manifest says, cut off while copying or saving.
     TRUNCATED = "truncated"
     #: The payload is longer than the manifest says.
     EXTENDED = "extended"
-    #: Same size, different bytes: damaged or edited.
+    #: The payload has the right size but other bytes, damaged or edited.
     CHANGED = "changed"
     #: The payload was written after its manifest, by something other than nnsave.
     STALE_MANIFEST = "stale manifest"
@@ -163,3 +167,32 @@ class UnverifiedFileWarning(UserWarning):
 
 class UnportableObjectWarning(UserWarning):
     """The saved object refers to code that another process cannot import (``__main__``)."""
+
+
+class CheckpointFallbackWarning(UserWarning):
+    """A checkpoint directory was torn, and an older or unindexed checkpoint was used.
+
+    Also given when a save deletes the checkpoints of a run that went further,
+    and when a checkpoint is skipped because it is not signed with the key
+    that was named.
+    """
+
+
+# Frames of these packages are never "the caller": a Checkpointer's warning is
+# raised from inside Keras's fit loop, and the line to show is the fit call.
+_LIBRARY_PACKAGES = ("nnsave", "keras", "tensorflow")
+
+
+def warn_caller(message: str, category: type[Warning]) -> None:
+    """Warn at the first frame outside nnsave, Keras and TensorFlow: the caller's own line.
+
+    A fixed ``stacklevel`` cannot do this: the same warning is reached from
+    the caller's ``load`` call directly, from ``resume`` through a few nnsave
+    frames, and from ``fit`` through dozens of Keras frames.
+    """
+    frame = sys._getframe(1)
+    level = 2  # warnings.warn counts this function as level 1
+    while frame is not None and frame.f_globals.get("__name__", "").split(".", 1)[0] in _LIBRARY_PACKAGES:
+        frame = frame.f_back
+        level += 1
+    warnings.warn(message, category, stacklevel=level)

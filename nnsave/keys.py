@@ -207,7 +207,7 @@ class SignatureStatus(enum.Enum):
     INVALID = "signature does not match"
     #: The manifest carries no signature.
     UNSIGNED = "unsigned"
-    #: No key to check with: none named, and no per-user key yet.
+    #: No key to check with, because none was named and there is no per-user key yet.
     NO_KEY = "not checked (no key)"
     #: There is no manifest to carry a signature.
     NO_MANIFEST = "no manifest"

@@ -22,11 +22,12 @@ shape 10) into a Keras model and keep it as a ``.keras`` file::
 
 from __future__ import annotations
 
-import ast
 import os
 import re
+import stat
 from collections.abc import Mapping
-from pathlib import Path
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any
 
 import numpy as np
@@ -36,6 +37,8 @@ from .errors import FormatError, NNSaveError
 __all__ = [
     "WeightMismatchError",
     "TF_STATE_NAME",
+    "MAX_STATE_BYTES",
+    "TFState",
     "tf_checkpoint_prefix",
     "parse_tf_state",
     "checkpoint_files",
@@ -47,11 +50,18 @@ __all__ = [
 INDEX_SUFFIX = ".index"
 #: TensorFlow's state file, written by ``tf.train.CheckpointManager`` and TF1 ``Saver``.
 TF_STATE_NAME = "checkpoint"
+#: A state file lists a few dozen paths; anything far larger is not one.
+MAX_STATE_BYTES = 1 << 20
 #: The entry that marks a TF2 object-based checkpoint; it holds the object graph, not a variable.
 OBJECT_GRAPH_KEY = "_CHECKPOINTABLE_OBJECT_GRAPH"
 
 _STATE_LINE = re.compile(r'^\s*(model_checkpoint_path|all_model_checkpoint_paths)\s*:\s*"((?:[^"\\]|\\.)*)"\s*$')
 _SHARD = re.compile(r"\.data-(\d{5})-of-(\d{5})$")
+_ESCAPE = re.compile(rb"\\(?:([0-7]{1,3})|x([0-9A-Fa-f]{1,2})|(.))", re.DOTALL)
+_SIMPLE_ESCAPES = {
+    b"n": b"\n", b"r": b"\r", b"t": b"\t", b'"': b'"', b"'": b"'", b"\\": b"\\",
+    b"a": b"\a", b"b": b"\b", b"f": b"\f", b"v": b"\v", b"?": b"?",
+}
 # Optimizer slots, step counters and bookkeeping that a Saver or Checkpoint
 # stores beside the model's own variables. They have no place in a Keras model.
 _TRAINING_STATE = re.compile(
@@ -88,20 +98,25 @@ def checkpoint_files(prefix: PathLike) -> tuple[list[Path], str | None]:
     """The files that make up the checkpoint at ``prefix``, and what is missing, if anything.
 
     A checkpoint is complete when its ``.index`` file and every one of its
-    ``.data-NNNNN-of-MMMMM`` shards exist. This checks presence only: the
-    bytes of a TensorFlow checkpoint carry no hash that could be verified.
+    ``.data-NNNNN-of-MMMMM`` shards exist and are regular files (TensorFlow
+    would block forever reading a FIFO). This checks presence only: the bytes
+    of a TensorFlow checkpoint carry no hash that could be verified.
     """
     prefix = Path(prefix)
     index = prefix.with_name(prefix.name + INDEX_SUFFIX)
-    if not index.is_file():
-        return [], f"{index.name} is missing"
+    problem = _irregular(index)
+    if problem:
+        return [], problem
+    parent = prefix.parent if str(prefix.parent) else Path(".")
+    try:
+        names = os.listdir(parent)
+    except OSError as error:
+        return [index], f"the shards of {prefix.name} cannot be listed ({error.strerror})"
     shards: dict[int, Path] = {}
     expected = None
-    parent = prefix.parent if str(prefix.parent) else Path(".")
-    for candidate in parent.iterdir() if parent.is_dir() else []:
-        name = candidate.name
+    for name in names:
         if name.startswith(prefix.name) and (match := _SHARD.fullmatch(name[len(prefix.name) :])):
-            shards[int(match.group(1))] = candidate
+            shards[int(match.group(1))] = parent / name
             expected = int(match.group(2))
     if expected is None:
         return [index], f"no {prefix.name}.data-* shard exists"
@@ -111,10 +126,37 @@ def checkpoint_files(prefix: PathLike) -> tuple[list[Path], str | None]:
             f"{len(missing)} of {expected} data shards are missing "
             f"(first: {prefix.name}.data-{missing[0]:05d}-of-{expected:05d})"
         )
-    return [index, *(shards[number] for number in range(expected))], None
+    files = [index, *(shards[number] for number in range(expected))]
+    problem = next(filter(None, map(_irregular, files[1:])), None)
+    return files, problem
 
 
-def parse_tf_state(data: bytes, directory: Path) -> list[Path]:
+def _irregular(path: Path) -> str | None:
+    """Why ``path`` cannot be one of a checkpoint's files, or None if it can."""
+    try:
+        mode = os.stat(path).st_mode
+    except (OSError, ValueError):
+        return f"{path.name} is missing"
+    return None if stat.S_ISREG(mode) else f"{path.name} is not a regular file"
+
+
+@dataclass(frozen=True)
+class TFState:
+    """What a ``checkpoint`` state file names.
+
+    Attributes
+    ----------
+    prefixes : list of pathlib.Path
+        The checkpoint prefixes it names, newest first, each inside the directory.
+    outside : list of str
+        Paths it names that lead outside the directory; they are ignored.
+    """
+
+    prefixes: list[Path]
+    outside: list[str]
+
+
+def parse_tf_state(data: bytes, directory: Path) -> TFState:
     """The prefixes a ``checkpoint`` state file names, newest first.
 
     The file is a text-format ``CheckpointState`` protocol buffer::
@@ -123,36 +165,93 @@ def parse_tf_state(data: bytes, directory: Path) -> list[Path]:
         all_model_checkpoint_paths: "model.ckpt-90"
         all_model_checkpoint_paths: "model.ckpt-95"
 
-    It is parsed here without TensorFlow. TensorFlow always writes this file
-    beside the checkpoints it names, so every prefix is looked up in
-    ``directory``: relative paths are joined to it, and absolute ones (TF1
-    ``Saver`` writes them) keep only their name, which is what makes a moved
-    or copied folder still resolve to its own files. Raises ``ValueError`` if
-    the file names no checkpoint.
+    It is parsed here without TensorFlow. TensorFlow writes this file beside
+    the checkpoints it names, so every prefix is looked up in ``directory``:
+
+    - a relative path is joined to it, and must stay inside it
+      (``../outside/model.ckpt-7`` does not, nor does a subdirectory that is
+      a symbolic link to elsewhere);
+    - an absolute path (TF1's ``Saver`` writes them) keeps only its name,
+      which is what makes a moved or copied folder, or one from another
+      machine, still resolve to its own files.
+
+    Raises
+    ------
+    nnsave.FormatError
+        The file is not UTF-8, holds a malformed escape, or names no
+        ``model_checkpoint_path``.
+
+    Examples
+    --------
+    >>> from pathlib import Path
+    >>> state = parse_tf_state(b'model_checkpoint_path: "/old/machine/model.ckpt-95"\\n', Path("run"))
+    >>> [prefix.as_posix() for prefix in state.prefixes]
+    ['run/model.ckpt-95']
+    >>> parse_tf_state(b'model_checkpoint_path: "../outside/model.ckpt-7"\\n', Path("run")).outside
+    ['../outside/model.ckpt-7']
     """
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise FormatError(f"{directory / TF_STATE_NAME} is not UTF-8 text") from None
     latest, history = None, []
-    for line in data.decode("utf-8").splitlines():
+    for line in text.splitlines():
         match = _STATE_LINE.match(line)
         if match is None:
             continue  # timestamps, and fields that later TensorFlow versions add
-        value = _unescape_proto_string(match.group(2))
+        value = _unescape_proto_string(match.group(2), directory)
         if match.group(1) == "model_checkpoint_path":
             latest = value
         else:
             history.append(value)
     if latest is None:
-        raise ValueError("it names no model_checkpoint_path")
-    resolved = []
-    for value in [latest, *reversed(history)]:
-        prefix = Path(value)
-        resolved.append(directory / (prefix.name if prefix.is_absolute() else prefix))
-    return list(dict.fromkeys(resolved))
+        raise FormatError(f"{directory / TF_STATE_NAME} names no model_checkpoint_path")
+    prefixes, outside = [], []
+    for value in dict.fromkeys([latest, *reversed(history)]):
+        prefix = _confined(value, directory)
+        if prefix is None:
+            outside.append(value)
+        else:
+            prefixes.append(prefix)
+    return TFState(list(dict.fromkeys(prefixes)), outside)
 
 
-def _unescape_proto_string(text: str) -> str:
-    # Text protos escape like C, and a bytes literal reads those escapes the same way.
-    ascii_only = "".join(c if ord(c) < 128 else "".join(f"\\x{b:02x}" for b in c.encode()) for c in text)
-    return ast.literal_eval(f'b"{ascii_only}"').decode("utf-8")
+def _confined(value: str, directory: Path) -> Path | None:
+    """Where ``value`` names a prefix inside ``directory``; None if it leads outside."""
+    if "\x00" in value:
+        return None
+    for flavour in (PurePosixPath, PureWindowsPath):
+        if flavour(value).is_absolute():
+            name = flavour(value).name
+            return directory / name if name not in ("", ".", "..") else None
+    parts = PurePosixPath(os.path.normpath(value)).parts
+    if not parts or parts[0] in (".", "..") or parts[-1] == "..":
+        return None
+    prefix = directory.joinpath(*parts)
+    # A subdirectory may be a symbolic link to somewhere else.
+    if not Path(os.path.realpath(prefix.parent)).is_relative_to(os.path.realpath(directory)):
+        return None
+    return prefix
+
+
+def _unescape_proto_string(text: str, directory: Path) -> str:
+    """A text-format protocol buffer string's value: C escapes over UTF-8 bytes."""
+
+    def byte(match: re.Match[bytes]) -> bytes:
+        octal, hexadecimal, other = match.groups()
+        if octal is not None and int(octal, 8) < 256:
+            return bytes([int(octal, 8)])
+        if hexadecimal is not None:
+            return bytes([int(hexadecimal, 16)])
+        if other is not None and other in _SIMPLE_ESCAPES:
+            return _SIMPLE_ESCAPES[other]
+        raise FormatError(f"{directory / TF_STATE_NAME} holds the malformed escape {match.group(0)!r}")
+
+    unescaped = _ESCAPE.sub(byte, text.encode("utf-8"))
+    try:
+        return unescaped.decode("utf-8")
+    except UnicodeDecodeError:
+        raise FormatError(f"{directory / TF_STATE_NAME} names a path that is not UTF-8") from None
 
 
 def describe_tf_checkpoint(prefix: PathLike) -> dict[str, Any]:

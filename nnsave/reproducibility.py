@@ -18,7 +18,7 @@ __all__ = ["seed_everything", "epoch_order", "ShuffledEpochs"]
 
 
 def seed_everything(seed: int = 0) -> None:
-    """Seed Python, numpy and Keras, turn on op determinism and silence TensorFlow.
+    """Seed Python, numpy and Keras; on TensorFlow, turn on op determinism and silence it.
 
     Call it before building a model. TensorFlow's C++ logging can only be
     silenced before TensorFlow is first imported, so call it early.
@@ -45,14 +45,16 @@ def seed_everything(seed: int = 0) -> None:
     os.environ["PYTHONHASHSEED"] = str(seed)
     import keras
     import numpy as np
-    import tensorflow as tf
 
-    # TensorFlow's Python warnings otherwise reach stdout, with absolute paths.
-    tf.get_logger().setLevel("ERROR")
     random.seed(seed)
     np.random.seed(seed)
     keras.utils.set_random_seed(seed)
-    tf.config.experimental.enable_op_determinism()
+    if keras.config.backend() == "tensorflow":
+        import tensorflow as tf
+
+        # TensorFlow's Python warnings otherwise reach stdout, with absolute paths.
+        tf.get_logger().setLevel("ERROR")
+        tf.config.experimental.enable_op_determinism()
 
 
 def epoch_order(n: int, epoch: int, seed: int = 0) -> Any:

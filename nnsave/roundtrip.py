@@ -62,8 +62,8 @@ def roundtrip(
         Anything with ``predict``; ``predict_proba`` is compared too where
         present. Outputs may be arrays, or lists, tuples and dicts of arrays
         (multi-output Keras models).
-    X : array-like, or a list or dict of them
-        Inputs to predict on.
+    X : array-like or dict
+        Inputs to predict on (a list or dict of arrays for a multi-input model).
     suffix : str, optional
         The format to go through, such as ``".safetensors"``; by default the
         object's usual one (``.keras`` or ``.joblib``).

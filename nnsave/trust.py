@@ -98,7 +98,7 @@ class Request:
     trusted: bool = False
     trusted_types: tuple[str, ...] = ()
     safe_mode: bool = True
-    #: The caller named a key (``key=`` or ``NNSAVE_KEY``): every file must be signed with it.
+    #: The caller named a key (``key=`` or ``NNSAVE_KEY``), so every file must be signed with it.
     key_named: bool = False
     memory_map: bool = False
 

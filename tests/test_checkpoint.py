@@ -12,23 +12,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
 
 import nnsave
 from nnsave import storage
-from nnsave.checkpoint import (
-    INDEX_NAME,
-    CheckpointEntry,
-    CheckpointFallbackWarning,
-    Checkpointer,
-    any_of,
-    checkpoint_name,
-    keep_best,
-    keep_latest_n,
-    plan_retention,
-)
-from nnsave.errors import IntegrityError, NNSaveError
+from nnsave.checkpoint import INDEX_NAME, CheckpointFallbackWarning, Checkpointer
+from nnsave.errors import IntegrityError, InvalidArgumentError, NNSaveError, UnknownClassError, UntrustedFileError
 
 FIT = {"batch_size": 64, "shuffle": False, "verbose": 0}
 
@@ -58,70 +46,15 @@ def caught_warnings(function, *args, **kwargs):
     return result, [w for w in caught if issubclass(w.category, CheckpointFallbackWarning)]
 
 
+def damage(path, data):
+    """Replace a file's bytes but keep its times, as a disk fault would (a newer file reads as a stale manifest)."""
+    status = os.stat(path)
+    Path(path).write_bytes(data)
+    os.utime(path, ns=(status.st_atime_ns, status.st_mtime_ns))
+
+
 def run_cli(*arguments):
     return subprocess.run([sys.executable, "-m", "nnsave", *arguments], capture_output=True, text=True, timeout=120)
-
-
-# --------------------------------------------------------------------------- retention policies
-
-epoch_lists = st.lists(st.integers(0, 10_000), unique=True, max_size=30)
-values = st.one_of(st.none(), st.floats(-1e6, 1e6, allow_nan=False))
-
-
-@st.composite
-def entry_lists(draw):
-    epochs = draw(epoch_lists)
-    return [CheckpointEntry(checkpoint_name(e), e, draw(values)) for e in epochs]
-
-
-@given(entry_lists(), st.integers(1, 40))
-def test_keep_latest_n_keeps_the_newest(entries, n):
-    flags = keep_latest_n(n)(entries)
-    kept = sorted(e.epoch for e, keep in zip(entries, flags) if keep)
-    assert kept == sorted(e.epoch for e in entries)[-n:] if entries else kept == []
-
-
-@given(entry_lists(), st.integers(1, 5), st.sampled_from(["min", "max"]))
-def test_keep_best_keeps_the_best_values(entries, n, mode):
-    flags = keep_best(n, mode=mode)(entries)
-    kept = [e for e, keep in zip(entries, flags) if keep]
-    scored = [e for e in entries if e.value is not None]
-    assert len(kept) == min(n, len(scored)) and all(e.value is not None for e in kept)
-    rest = [e for e in scored if e not in kept]
-    if kept and rest:
-        worst_kept = max(e.value for e in kept) if mode == "min" else min(e.value for e in kept)
-        assert all((e.value >= worst_kept) if mode == "min" else (e.value <= worst_kept) for e in rest)
-
-
-@given(entry_lists(), st.integers(1, 6), st.sampled_from(["min", "max"]))
-def test_plan_never_drops_the_latest_nor_the_best(entries, n, mode):
-    policy = any_of(keep_latest_n(n), keep_best(1, mode=mode))
-    kept, dropped = plan_retention(entries, policy)
-    assert sorted(kept + dropped, key=lambda e: e.epoch) == sorted(entries, key=lambda e: e.epoch)
-    assert len(kept) <= n + 1 and (len(kept) >= min(n, len(entries)))
-    if entries:
-        assert max(entries, key=lambda e: e.epoch) in kept
-    best = [e for e, flag in zip(entries, keep_best(1, mode=mode)(entries)) if flag]
-    assert all(e in kept for e in best)
-    assert [e.epoch for e in kept] == sorted(e.epoch for e in kept)
-
-
-@given(entry_lists())
-def test_latest_survives_a_policy_that_keeps_nothing(entries):
-    kept, dropped = plan_retention(entries, lambda rows: [False] * len(rows))
-    assert kept == ([max(entries, key=lambda e: e.epoch)] if entries else []) and len(dropped) == max(len(entries) - 1, 0)
-
-
-def test_policy_argument_errors():
-    for bad in (0, -1, 1.5, True, None):
-        with pytest.raises(ValueError, match="at least 1"):
-            keep_latest_n(bad)
-    with pytest.raises(ValueError, match="'min'"):
-        keep_best(1, mode="lowest")
-    with pytest.raises(ValueError, match="at least one policy"):
-        any_of()
-    with pytest.raises(ValueError, match="returned 1 flags for 2"):
-        plan_retention([CheckpointEntry("ckpt-00001.keras", 1), CheckpointEntry("ckpt-00002.keras", 2)], lambda rows: [True])
 
 
 # --------------------------------------------------------------------------- bad arguments
@@ -138,10 +71,11 @@ def test_policy_argument_errors():
         ({"mode": "lowest"}, "mode must be 'min'"),
         ({"keep_best": True}, "keep_best=True needs monitor"),
         ({"monitor": ""}, "monitor must be a key"),
+        ({"save_on_train_end": "yes"}, "save_on_train_end must be True or False, not 'yes'"),
     ],
 )
 def test_checkpointer_rejects_bad_arguments(tmp_path, arguments, message):
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(InvalidArgumentError, match=message):
         Checkpointer(tmp_path, **arguments)
 
 
@@ -181,7 +115,7 @@ def test_period_metadata_and_created_directory(keras, digits, tmp_path):
     X, y = digits
     model = make_model(keras)
     directory = tmp_path / "deep" / "run"
-    history = model.fit(X, y, epochs=7, callbacks=[Checkpointer(directory, every_n_epochs=3)], **FIT)
+    history = model.fit(X, y, epochs=7, callbacks=[Checkpointer(directory, every_n_epochs=3, save_on_train_end=False)], **FIT)
     assert kept_files(directory) == ["ckpt-00003.keras", "ckpt-00006.keras"]
     metadata = nnsave.verify(directory / "ckpt-00006.keras").metadata
     assert metadata["epoch"] == 6 and metadata["monitor"] is None
@@ -261,6 +195,25 @@ def test_restarting_earlier_removes_the_abandoned_later_checkpoints(keras, digit
     assert warned == []
 
 
+@pytest.mark.parametrize(("save_on_train_end", "expected"), [(True, [5, 10, 12]), (False, [5, 10])])
+def test_the_last_epoch_is_saved_when_training_ends(keras, digits, tmp_path, save_on_train_end, expected):
+    X, y = digits
+    checkpointer = Checkpointer(tmp_path, every_n_epochs=5, max_to_keep=10, save_on_train_end=save_on_train_end)
+    make_model(keras, hidden=2).fit(X[:64], y[:64], epochs=12, callbacks=[checkpointer], **FIT)
+    assert kept_files(tmp_path) == [f"ckpt-{e:05d}.keras" for e in expected]
+    assert index_of(tmp_path)["latest"] == f"ckpt-{expected[-1]:05d}.keras"
+    assert nnsave.verify(tmp_path / f"ckpt-{expected[-1]:05d}.keras").metadata["epoch"] == expected[-1]
+
+
+def test_an_epoch_saved_on_schedule_is_not_saved_again_at_the_end(keras, digits, tmp_path, monkeypatch):
+    X, y = digits
+    saved = []
+    real_save = nnsave.api.save
+    monkeypatch.setattr(nnsave.api, "save", lambda model, path, **kw: saved.append(path.name) or real_save(model, path, **kw))
+    make_model(keras, hidden=2).fit(X[:64], y[:64], epochs=4, callbacks=[Checkpointer(tmp_path, every_n_epochs=2)], **FIT)
+    assert saved == kept_files(tmp_path) == ["ckpt-00002.keras", "ckpt-00004.keras"]
+
+
 # --------------------------------------------------------------------------- torn directories
 
 
@@ -285,18 +238,17 @@ def test_intact_directory_gives_the_latest_without_warning(torn):
     assert latest == torn / "ckpt-00003.keras" and warned == []
 
 
-def test_leftover_temporary_files_are_ignored(torn):
+def test_leftover_temporary_files_are_ignored_quietly(torn):
+    # A reader takes no lock, so it cannot tell a live save's staging file from a dead one's.
     (torn / f".ckpt-00004.keras{storage.TEMP_MARKER}deadbeef.keras").write_bytes(b"PK\x03\x04 half a zip")
     latest, warned = caught_warnings(nnsave.latest_checkpoint, torn)
-    assert latest == torn / "ckpt-00003.keras"
-    assert len(warned) == 1 and "1 temporary file(s) of an interrupted save" in str(warned[0].message)
+    assert latest == torn / "ckpt-00003.keras" and warned == []
 
 
 def test_checkpointer_cleans_leftovers_when_training_starts(torn, keras, digits):
     leftover = torn / f".ckpt-00004.keras{storage.TEMP_MARKER}deadbeef.keras"
     leftover.write_bytes(b"junk")
-    with pytest.warns(CheckpointFallbackWarning, match="temporary file"):
-        model, epoch = nnsave.resume(torn)
+    model, epoch = nnsave.resume(torn)
     X, y = digits
     model.fit(X, y, initial_epoch=epoch, epochs=4, callbacks=[Checkpointer(torn, monitor="loss", max_to_keep=2)], **FIT)
     assert not leftover.exists() and kept_files(torn) == ["ckpt-00003.keras", "ckpt-00004.keras"]
@@ -307,22 +259,30 @@ def test_deleted_latest_falls_back(torn):
     latest, warned = caught_warnings(nnsave.latest_checkpoint, torn)
     assert latest == torn / "ckpt-00002.keras"
     message = str(warned[0].message)
-    assert "ckpt-00003.keras: listed in the index, but the file is gone" in message and "Using ckpt-00002.keras" in message
+    assert "ckpt-00003.keras: the file is gone" in message and "Using ckpt-00002.keras" in message
 
 
 def test_corrupted_payload_falls_back(torn):
     payload = torn / "ckpt-00003.keras"
     data = bytearray(payload.read_bytes())
     data[len(data) // 2] ^= 0xFF
-    payload.write_bytes(bytes(data))
+    damage(payload, bytes(data))
     (model, epoch), warned = caught_warnings(nnsave.resume, torn)
     assert epoch == 2 and model.optimizer.iterations.numpy() > 0
-    assert "ckpt-00003.keras: its sha256 differs" in str(warned[0].message)
+    assert "ckpt-00003.keras: it does not match its manifest (changed)" in str(warned[0].message)
+
+
+def test_payload_rewritten_after_its_manifest_falls_back(torn):
+    (torn / "ckpt-00003.keras").write_bytes((torn / "ckpt-00002.keras").read_bytes())
+    os.utime(torn / "ckpt-00003.keras", (2e9, 2e9))
+    latest, warned = caught_warnings(nnsave.latest_checkpoint, torn)
+    assert latest == torn / "ckpt-00002.keras"
+    assert "ckpt-00003.keras: it does not match its manifest (stale manifest)" in str(warned[0].message)
 
 
 def test_truncated_payload_and_missing_manifest_fall_back(torn):
     payload = torn / "ckpt-00003.keras"
-    payload.write_bytes(payload.read_bytes()[:100])
+    damage(payload, payload.read_bytes()[:100])
     (torn / "ckpt-00002.keras.nnsave.json").unlink()
     latest, warned = caught_warnings(nnsave.latest_checkpoint, torn)
     message = str(warned[0].message)
@@ -358,12 +318,88 @@ def test_stale_index_naming_an_older_checkpoint(torn):
 
 def test_nothing_intact_left(torn):
     for payload in torn.glob("ckpt-*.keras"):
-        payload.write_bytes(b"PK\x03\x04 overwritten")
+        damage(payload, b"PK\x03\x04 overwritten")
     latest, warned = caught_warnings(nnsave.latest_checkpoint, torn)
     assert latest is None and "No usable checkpoint is left" in str(warned[0].message)
     with pytest.raises(IntegrityError, match="holds 3 checkpoint"), warnings.catch_warnings():
         warnings.simplefilter("ignore", CheckpointFallbackWarning)
         nnsave.resume(torn)
+
+
+def restarted_checkpointer(keras, directory):
+    checkpointer = Checkpointer(directory, monitor="loss")
+    checkpointer.set_model(make_model(keras))
+    checkpointer.on_train_begin()
+    return checkpointer
+
+
+def test_a_restart_never_leaves_readers_without_a_checkpoint(torn, keras, monkeypatch):
+    (torn / "ckpt-00001.keras").unlink()  # every checkpoint left is later than the restart
+    seen = []
+    real_save = nnsave.api.save
+
+    def save_watched_by_a_reader(model, path, **options):
+        seen.append(caught_warnings(nnsave.latest_checkpoint, torn))
+        saved = real_save(model, path, **options)
+        seen.append(caught_warnings(nnsave.latest_checkpoint, torn))
+        return saved
+
+    monkeypatch.setattr(nnsave.api, "save", save_watched_by_a_reader)
+    with pytest.warns(CheckpointFallbackWarning, match="over a run that went further"):
+        restarted_checkpointer(keras, torn).save(1, {"loss": 1.0})
+    (before, warned_before), (after, warned_after) = seen
+    assert before == torn / "ckpt-00003.keras" and "restarted before are left; ckpt-00003.keras" in str(warned_before[0].message)
+    assert after == torn / "ckpt-00001.keras" and warned_after == []
+    assert kept_files(torn) == ["ckpt-00001.keras"] and index_of(torn)["abandoned"] == ["ckpt-00002.keras", "ckpt-00003.keras"]
+    assert nnsave.latest_checkpoint(torn) == torn / "ckpt-00001.keras"
+
+
+def test_a_restart_that_dies_before_deleting_leaves_the_abandoned_run_marked(torn, keras, monkeypatch):
+    def die(model, path, **options):
+        raise KeyboardInterrupt("killed while saving")
+
+    monkeypatch.setattr(nnsave.api, "save", die)
+    with pytest.raises(KeyboardInterrupt), pytest.warns(CheckpointFallbackWarning):
+        restarted_checkpointer(keras, torn).save(1, {"loss": 1.0})
+    monkeypatch.undo()
+    assert kept_files(torn) == ["ckpt-00001.keras", "ckpt-00002.keras", "ckpt-00003.keras"]
+    # Readers know the later two for what they are: the answer is the restarted run's own.
+    latest, warned = caught_warnings(nnsave.latest_checkpoint, torn)
+    assert latest == torn / "ckpt-00001.keras" and warned == []
+    assert [row.latest for row in nnsave.list_checkpoints(torn)] == [True, False, False]
+    # The next save of the restarted run finishes the deletion, and says nothing more.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", CheckpointFallbackWarning)
+        restarted_checkpointer(keras, torn).save(2, {"loss": 0.5})
+        assert kept_files(torn) == ["ckpt-00001.keras", "ckpt-00002.keras"]
+        assert nnsave.verify(torn / "ckpt-00002.keras").metadata["logs"] == {"loss": 0.5}
+        # The index forgets a deleted name at the save after.
+        assert index_of(torn)["abandoned"] == ["ckpt-00003.keras"]
+        restarted_checkpointer(keras, torn).save(3, {"loss": 0.25})
+    assert index_of(torn)["abandoned"] == [] and kept_files(torn)[-1] == "ckpt-00003.keras"
+
+
+@pytest.mark.parametrize("read", [nnsave.latest_checkpoint, nnsave.resume], ids=["latest_checkpoint", "resume"])
+def test_a_reader_whose_candidates_vanish_surveys_again(torn, keras, monkeypatch, read):
+    # While the reader opens ckpt-00003.keras, training goes on: three more
+    # checkpoints, and retention deletes every one the reader had surveyed.
+    writer = Checkpointer(torn, monitor="loss", max_to_keep=3)
+    writer.set_model(make_model(keras))
+    real_open = storage.open_regular
+    trained_on = []
+
+    def open_while_training_goes_on(path):
+        if Path(path).name == "ckpt-00003.keras" and not trained_on:
+            trained_on.append(True)
+            for epoch in (4, 5, 6):
+                writer.save(epoch, {"loss": 1 / epoch})
+        return real_open(path)
+
+    monkeypatch.setattr(storage, "open_regular", open_while_training_goes_on)
+    answer, warned = caught_warnings(read, torn)
+    assert trained_on and kept_files(torn) == ["ckpt-00004.keras", "ckpt-00005.keras", "ckpt-00006.keras"]
+    assert (answer[1] if read is nnsave.resume else answer) == (6 if read is nnsave.resume else torn / "ckpt-00006.keras")
+    assert warned == []
 
 
 # --------------------------------------------------------------------------- exact resume
@@ -469,6 +505,101 @@ def test_checkpoint_manager_recipe_demands_built_objects(keras, tmp_path):
     assert nnsave.restore_tf_checkpoint(unbuilt, tf.train.CheckpointManager(unbuilt, str(tmp_path / "new"), 1)) is None
 
 
+# --------------------------------------------------------------------------- warnings point at the caller
+
+
+def fallback_warning_at(caught):
+    """Where the one CheckpointFallbackWarning among ``caught`` points, and what it says."""
+    (warning,) = [w for w in caught if issubclass(w.category, CheckpointFallbackWarning)]
+    return Path(warning.filename).name, warning.lineno, str(warning.message)
+
+
+def test_warnings_point_at_the_callers_line(torn, keras, digits):
+    here = Path(__file__).name
+    (torn / "ckpt-00003.keras").unlink()
+    (torn / INDEX_NAME).unlink()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        line = sys._getframe().f_lineno + 1
+        nnsave.latest_checkpoint(torn)
+    assert fallback_warning_at(caught)[:2] == (here, line)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        line = sys._getframe().f_lineno + 1
+        model, epoch = nnsave.resume(torn)
+    assert fallback_warning_at(caught)[:2] == (here, line) and epoch == 2
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        line = sys._getframe().f_lineno + 1
+        nnsave.list_checkpoints(torn)
+    assert fallback_warning_at(caught)[:2] == (here, line)
+    # Inside fit, the caller is the fit call, not Keras's callback machinery.
+    X, y = digits
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        line = sys._getframe().f_lineno + 1
+        model.fit(X[:64], y[:64], initial_epoch=0, epochs=1, callbacks=[Checkpointer(torn, monitor="loss")], **FIT)
+    filename, lineno, message = fallback_warning_at(caught)
+    assert (filename, lineno) == (here, line) and "saving epoch 1 over a run that went further" in message
+
+
+# --------------------------------------------------------------------------- resume passes its arguments on
+
+
+def plant_unsigned(directory, source, epoch):
+    """Copy checkpoint ``source`` as the checkpoint of ``epoch``, its manifest intact but unsigned."""
+    target = directory / f"ckpt-{epoch:05d}.keras"
+    shutil.copyfile(directory / source, target)
+    manifest = json.loads((directory / (source + ".nnsave.json")).read_text())
+    del manifest["signature"]
+    manifest["metadata"]["epoch"] = epoch
+    (directory / (target.name + ".nnsave.json")).write_text(json.dumps(manifest))
+    return target
+
+
+@pytest.fixture
+def lambda_checkpoints(keras, digits, tmp_path):
+    """Two epochs of a model with a Lambda layer and a custom, unregistered layer."""
+
+    class Halve(keras.layers.Layer):
+        def call(self, inputs):
+            return inputs / 2
+
+    X, y = digits
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential(
+        [keras.Input((64,)), keras.layers.Lambda(lambda x: x * 2), Halve(), keras.layers.Dense(10, activation="softmax")]
+    )
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    model.fit(X[:64], y[:64], epochs=2, callbacks=[Checkpointer(tmp_path)], **FIT)
+    return tmp_path, model.predict(X[:8], verbose=0), {"Halve": Halve}
+
+
+def test_resume_passes_safe_mode_compile_and_custom_objects(lambda_checkpoints, digits):
+    directory, expected, custom_objects = lambda_checkpoints
+    X, _ = digits
+    with pytest.raises(UntrustedFileError, match="in safe mode: .*Lambda.*safe_mode=False"):
+        nnsave.resume(directory, custom_objects=custom_objects)
+    with pytest.raises(UnknownClassError, match="Halve"):
+        nnsave.resume(directory, safe_mode=False)
+    # Signed with this user's key, so no trusted=True is needed.
+    model, epoch = nnsave.resume(directory, safe_mode=False, custom_objects=custom_objects)
+    assert epoch == 2 and model.optimizer is not None
+    assert np.array_equal(model.predict(X[:8], verbose=0), expected)
+    uncompiled, _ = nnsave.resume(directory, safe_mode=False, compile=False, custom_objects=custom_objects)
+    assert not uncompiled.compiled
+
+
+def test_unsafe_resume_skips_an_unsigned_newer_checkpoint(lambda_checkpoints):
+    directory, _, custom_objects = lambda_checkpoints
+    plant_unsigned(directory, "ckpt-00002.keras", 7)
+    (_, epoch), warned = caught_warnings(nnsave.resume, directory, safe_mode=False, custom_objects=custom_objects)
+    assert epoch == 2 and "skipped ckpt-00007.keras: it is unsigned, not signed with your per-user key" in str(warned[0].message)
+    # Vouching for the whole directory takes the planted one, which the index does not know.
+    (_, epoch), warned = caught_warnings(nnsave.resume, directory, safe_mode=False, trusted=True, custom_objects=custom_objects)
+    assert epoch == 7 and "the index names ckpt-00002.keras, but ckpt-00007.keras is newer" in str(warned[0].message)
+
+
 # --------------------------------------------------------------------------- the command line and the import
 
 
@@ -486,7 +617,7 @@ def test_ls_lists_checkpoints_on_one_screen(keras, digits, tmp_path):
 
 
 def test_ls_reports_damage_and_bad_directories(torn, tmp_path):
-    (torn / "ckpt-00002.keras").write_bytes(b"PK\x03\x04 overwritten")
+    damage(torn / "ckpt-00002.keras", b"PK\x03\x04 overwritten")
     result = run_cli("ls", str(torn))
     assert result.returncode == 1
     rows = {line.split()[0]: line for line in result.stdout.splitlines()[1:]}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import doctest
 import json
 import os
 import shutil
@@ -13,11 +14,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 import nnsave
+import nnsave.legacy
 from nnsave.checkpoint import CheckpointFallbackWarning
 from nnsave.errors import FormatError
 from nnsave.legacy import (
+    TF_STATE_NAME,
+    TFState,
     WeightMismatchError,
     assign_tf1_weights,
     checkpoint_files,
@@ -113,7 +119,7 @@ def test_latest_checkpoint_reads_the_saver_state_file(tf1_run):
 def test_inspect_lists_tf1_variables(tf1_run):
     prefix = tf1_run / "model.ckpt-45"
     info = nnsave.inspect(prefix)
-    assert info.format == "tf-checkpoint" and info.hash_status == "no manifest"
+    assert info.format == "tf-checkpoint" and info.integrity is nnsave.Integrity.NO_MANIFEST
     assert info.details["kind"] == "TF1 name-based" and info.details["files"] == 2
     assert info.variables == [
         {"name": "W", "shape": [64, 10], "dtype": "float32"},
@@ -121,7 +127,7 @@ def test_inspect_lists_tf1_variables(tf1_run):
     ]
     assert info.size == sum(p.stat().st_size for p in checkpoint_files(prefix)[0])
     text = str(info)
-    assert "variables    : 2" in text and "float32  (64, 10)" in text and "sha256" not in text
+    assert "variables    : 2" in text and "float32  (64, 10)" in text and "blake3" not in text
     for name in ("model.ckpt-45.index", "model.ckpt-45.data-00000-of-00001"):
         assert tf_checkpoint_prefix(tf1_run / name) == prefix
     assert tf_checkpoint_prefix(tf1_run / "latest.json") is None
@@ -179,11 +185,74 @@ def test_parse_tf_state(tmp_path):
         b'all_model_checkpoint_paths: "ckpt-1"\n'
         b'all_model_checkpoint_paths: "sub/ckpt-3"\n'
         b"all_model_checkpoint_timestamps: 1700000000.5\n"
-        b'all_model_checkpoint_paths: "we\\"ird \\303\\251"\n'
+        b'all_model_checkpoint_paths: "we\\"ird \\303\\251 \\x41\\t"\n'
     )
-    assert parse_tf_state(state, tmp_path) == [tmp_path / "sub/ckpt-3", tmp_path / 'we"ird \u00e9', tmp_path / "ckpt-1"]
-    with pytest.raises(ValueError, match="no model_checkpoint_path"):
+    parsed = parse_tf_state(state, tmp_path)
+    assert parsed == TFState([tmp_path / "sub/ckpt-3", tmp_path / 'we"ird \u00e9 A\t', tmp_path / "ckpt-1"], [])
+    with pytest.raises(FormatError, match="names no model_checkpoint_path"):
         parse_tf_state(b'all_model_checkpoint_paths: "ckpt-1"\n', tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("model.ckpt-7", "model.ckpt-7"),
+        ("./sub/../model.ckpt-7", "model.ckpt-7"),
+        ("/home/someone/run/model.ckpt-7", "model.ckpt-7"),  # TF1's Saver, on another machine
+        ("C:\\\\runs\\\\model.ckpt-7", "model.ckpt-7"),  # and on Windows
+        ("../outside/model.ckpt-7", None),
+        ("sub/../../outside/model.ckpt-7", None),
+        ("..", None),
+        (".", None),
+        ("", None),
+        ("/", None),
+        ("/run/..", None),
+        ("nul\\000byte", None),
+        ("link/model.ckpt-7", None),  # a subdirectory that is a link to elsewhere
+    ],
+)
+def test_state_file_paths_stay_inside_the_directory(tmp_path, value, expected):
+    directory = tmp_path / "run"
+    directory.mkdir()
+    (directory / "link").symlink_to(tmp_path)
+    parsed = parse_tf_state(f'model_checkpoint_path: "{value}"\n'.encode(), directory)
+    if expected is None:
+        assert parsed.prefixes == [] and len(parsed.outside) == 1
+    else:
+        assert parsed == TFState([directory / expected], [])
+
+
+@pytest.mark.parametrize(
+    "state",
+    [b'model_checkpoint_path: "bad \\q escape"', b'model_checkpoint_path: "\\777"', b'model_checkpoint_path: "\\377"', b"\xff\xfe", b"", b'model_checkpoint_path: 12', b'model_checkpoint_path: ["a", "b"]'],
+    ids=["unknown escape", "octal beyond a byte", "not UTF-8 once unescaped", "not UTF-8", "empty", "a number", "a list"],
+)
+def test_a_malformed_state_file_is_a_format_error(tmp_path, state):
+    with pytest.raises(FormatError, match=f"{TF_STATE_NAME}"):
+        parse_tf_state(state, tmp_path)
+
+
+def test_docstring_examples():
+    results = doctest.testmod(nnsave.legacy, optionflags=doctest.ELLIPSIS)
+    assert results.attempted >= 3 and results.failed == 0
+
+
+state_lines = st.lists(
+    st.tuples(st.sampled_from(["model_checkpoint_path", "all_model_checkpoint_paths", "other"]), st.text(max_size=40)),
+    max_size=6,
+)
+
+
+@given(state_lines)
+def test_any_state_file_parses_inside_the_directory_or_is_a_format_error(lines):
+    directory = Path("/nonexistent/run")
+    text = "\n".join(f'{field}: "{value}"' for field, value in lines)
+    try:
+        parsed = parse_tf_state(text.encode("utf-8", "surrogatepass"), directory)
+    except FormatError:
+        return
+    assert all(prefix.parent == directory or directory in prefix.parents for prefix in parsed.prefixes)
+    assert all(".." not in prefix.relative_to(directory).parts for prefix in parsed.prefixes)
 
 
 # --------------------------------------------------------------------------- migrating

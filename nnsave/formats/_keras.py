@@ -14,6 +14,7 @@ process cannot switch safe mode off for it.
 from __future__ import annotations
 
 import contextlib
+import struct
 import zipfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -32,15 +33,38 @@ __all__ = [
 ]
 
 #: Class names whose deserialisation runs Python code stored in the file.
-_CODE_CLASSES = {"Lambda": "a Lambda layer (Python code)", "__lambda__": "a serialised Python lambda"}
+_CODE_CLASSES = {
+    "Lambda": "a Lambda layer (Python code)",
+    "__lambda__": "a serialised Python lambda",
+    "TorchModuleWrapper": "a TorchModuleWrapper (a pickled torch module)",
+}
 #: Class names that reach outside the file when built.
 _OUTSIDE_CLASSES = {"TFSMLayer": "a TFSMLayer, which runs another SavedModel from disk"}
-#: Config keys that name a file to read when their value is a string.
+#: Config keys that name a file to read when their value is a string: the
+#: lookup layers' (StringLookup, IntegerLookup, TextVectorization) vocabulary
+#: and idf_weights, TFSMLayer's filepath, and the names other layers use.
 _PATH_KEYS = ("vocabulary", "idf_weights", "filepath", "file_path", "path")
 #: Modules whose classes Keras itself provides.
 _KERAS_MODULES = ("keras",)
 #: Keras-family packages that Keras would import by name; their layers may fetch presets.
 _FAMILY_PACKAGES = ("keras_hub", "keras_cv", "keras_nlp")
+#: The Keras namespaces (``keras.<name>``) a model's classes come from. Others
+#: (``keras.callbacks``, ``keras.datasets``, ``keras.config``, ...) hold
+#: nothing a model is built of; ``keras.src`` is where the classes live, and
+#: Keras builds only its saveable classes from there.
+_MODEL_NAMESPACES = frozenset({
+    "", "src", "layers", "models", "initializers", "regularizers", "constraints", "losses",
+    "metrics", "optimizers", "activations", "dtype_policies", "mixed_precision", "ops",
+    "quantizers", "random", "utils",
+})
+#: The Keras namespaces a model's functions (activations, losses, ...) come
+#: from; ``builtins`` marks a built-in or registered function found by name.
+#: Keras resolves any public function otherwise, ``keras.utils.get_file`` and
+#: ``keras.datasets.mnist.load_data`` (downloads) among them.
+_FUNCTION_NAMESPACES = frozenset({
+    "activations", "losses", "metrics", "ops", "initializers", "regularizers", "constraints",
+    "random", "quantizers",
+})
 
 
 def keras_module() -> Any | None:
@@ -60,26 +84,32 @@ class KerasModelHandler(FormatHandler):
         return keras is not None and isinstance(obj, keras.Model)
 
     def versions(self, obj: object) -> list[str]:
-        backend = _backend_name()
-        return ["numpy", "keras", *([backend] if backend in ("tensorflow", "jax", "torch") else [])]
+        return ["numpy", "keras", *_BACKEND_LIBRARIES.get(_backend_name() or "", ())]
 
     def extra_versions(self, obj: object) -> dict[str, str | None]:
         return {"keras_backend": _backend_name()}
 
     def expects(self, obj: Any) -> dict[str, Any]:
-        """Input and output names, shapes and dtypes of a built model, read without running it."""
+        """Input and output names, shapes and dtypes of a built model, read without running it.
+
+        A subclassed model has no symbolic inputs and outputs, so nothing is
+        recorded for it.
+        """
         facts: dict[str, Any] = {}
         for side in ("inputs", "outputs"):
             try:
                 tensors = list(getattr(obj, side) or [])
             except (AttributeError, ValueError):  # a subclassed model that was never called
                 continue
+            names = [str(getattr(tensor, "name", "")) for tensor in tensors]
+            given = getattr(obj, "output_names", None) if side == "outputs" else None
+            if isinstance(given, (list, tuple)) and len(given) == len(tensors):
+                names = [str(name) for name in given]  # the tensors' own are automatic
             described = []
-            for tensor in tensors:
+            for tensor, name in zip(tensors, names):
                 shape = getattr(tensor, "shape", None)
                 if shape is None:
                     break
-                name = str(getattr(tensor, "name", ""))
                 entry = {
                     "shape": [None if size is None else int(size) for size in shape],
                     "dtype": str(getattr(tensor, "dtype", "")),
@@ -113,6 +143,10 @@ class KerasModelHandler(FormatHandler):
         return FileFacts(runs_code=not options.safe_mode, reaches_outside=audit_config(config), **extra)
 
 
+#: The libraries whose versions matter for each Keras backend.
+_BACKEND_LIBRARIES = {"tensorflow": ("tensorflow",), "jax": ("jax", "jaxlib"), "torch": ("torch",)}
+
+
 def _backend_name() -> str | None:
     keras = keras_module()
     if keras is None:
@@ -134,10 +168,19 @@ def _walk(node: Any) -> Iterator[dict[str, Any]]:
 def audit_config(config: Any) -> tuple[str, ...]:
     """What in a Keras config safe mode must refuse, described for people.
 
+    It finds code (``Lambda``, serialised lambdas, pickled torch modules),
+    layers that reach outside the file (``TFSMLayer``, a vocabulary given as a
+    path), classes of the Keras family packages (which may fetch presets),
+    and classes and functions from outside the namespaces models are built
+    of (``keras.utils.get_file`` would download). Unknown modules outside
+    Keras are :func:`unknown_classes`'s concern.
+
     >>> audit_config({"class_name": "Lambda", "config": {"name": "double"}})
     ('a Lambda layer (Python code) (double)',)
     >>> audit_config({"class_name": "StringLookup", "config": {"name": "words", "vocabulary": "/etc/passwd"}})
     ("a vocabulary read from the file '/etc/passwd' (words)",)
+    >>> audit_config({"module": "keras.datasets.mnist", "class_name": "function", "config": "load_data"})
+    ('the function keras.datasets.mnist.load_data, which is not part of a model',)
     """
     found: list[str] = []
     for node in _walk(config):
@@ -146,18 +189,35 @@ def audit_config(config: Any) -> tuple[str, ...]:
         name = inner.get("name") if isinstance(inner, dict) else None
         label = f" ({name})" if isinstance(name, str) else ""
         if isinstance(class_name, str):
-            what = _CODE_CLASSES.get(class_name) or _OUTSIDE_CLASSES.get(class_name)
+            what = _CODE_CLASSES.get(class_name) or _OUTSIDE_CLASSES.get(class_name) or _foreign(node)
             if what:
                 found.append(what + label)
-            module = node.get("module")
-            if isinstance(module, str) and module.split(".")[0] in _FAMILY_PACKAGES:
-                found.append(f"the class {class_name} from {module}, which may fetch files{label}")
         if isinstance(inner, dict):
             for key in _PATH_KEYS:
                 value = inner.get(key)
                 if isinstance(value, str) and value:
                     found.append(f"a {key.replace('_', ' ')} read from the file {value!r}{label}")
     return tuple(dict.fromkeys(found))
+
+
+def _foreign(node: dict[str, Any]) -> str | None:
+    """Why a class or function entry names something no model is built of, if it does."""
+    class_name, module = node.get("class_name"), node.get("module")
+    if not isinstance(module, str):
+        return None
+    package, _, rest = module.partition(".")
+    if package in _FAMILY_PACKAGES:
+        return f"the class {class_name} from {module}, which may fetch files"
+    if package not in _KERAS_MODULES:
+        return None
+    namespace = rest.partition(".")[0]
+    if class_name == "function":
+        if namespace in _FUNCTION_NAMESPACES:
+            return None
+        return f"the function {module}.{node.get('config')}, which is not part of a model"
+    if namespace in _MODEL_NAMESPACES:
+        return None
+    return f"the class {module}.{class_name}, which is not part of a model"
 
 
 def unknown_classes(config: Any, custom_objects: Mapping[str, Any] | None) -> list[str]:
@@ -169,7 +229,7 @@ def unknown_classes(config: Any, custom_objects: Mapping[str, Any] | None) -> li
         class_name, module = node.get("class_name"), node.get("module")
         if not isinstance(class_name, str) or not isinstance(module, str):
             continue
-        if module in ("builtins",) or module.split(".")[0] in (*_KERAS_MODULES, *_FAMILY_PACKAGES):
+        if module == "builtins" or module.split(".")[0] in (*_KERAS_MODULES, *_FAMILY_PACKAGES):
             continue
         registered = node.get("registered_name")
         names = [n for n in (registered, class_name) if isinstance(n, str)]
@@ -221,9 +281,22 @@ def safe_mode_scope(safe_mode: bool) -> Iterator[None]:
         yield
 
 
+#: What Keras, h5py and zipfile raise for bytes or configs that are damaged.
+_DAMAGE = (
+    zipfile.BadZipFile, OSError, EOFError, KeyError, IndexError, AttributeError,
+    RuntimeError, OverflowError, struct.error,
+)
+
+
 @contextlib.contextmanager
 def keras_errors_explained(path: Path) -> Iterator[None]:
-    """Turn what Keras raises while rebuilding a model into nnsave errors, by type."""
+    """Turn what Keras raises while rebuilding a model into nnsave errors, by type.
+
+    Each error keeps the builtin type Keras raised where nnsave has one for
+    it: a ``TypeError`` (a class Keras cannot find) becomes
+    :class:`UnknownClassError`, a ``ValueError`` (among them Keras's own
+    safe-mode refusals) a :class:`FormatError`.
+    """
     try:
         yield
     except NNSaveError:
@@ -231,18 +304,20 @@ def keras_errors_explained(path: Path) -> Iterator[None]:
     except TypeError as error:
         raise UnknownClassError(
             f"{path} could not be rebuilt: it names a class or function this process "
-            "cannot find. Import the module that defines it (decorated with "
-            "@keras.saving.register_keras_serializable()) or pass custom_objects=..., "
-            f"then load again. Keras said: {_first_line(error)}"
+            "cannot find, or its config is damaged. Import the module that defines its "
+            "custom classes (decorated with @keras.saving.register_keras_serializable()) "
+            f"or pass custom_objects=..., then load again. Keras said: {_first_line(error)}"
         ) from error
-    except (zipfile.BadZipFile, OSError, KeyError, EOFError) as error:
+    except _DAMAGE as error:
         raise FormatError(
             f"{path} is damaged: Keras could not read it ({type(error).__name__}: "
             f"{_first_line(error)}). Restore it from a backup or save it again."
         ) from None
     except ValueError as error:
         raise FormatError(
-            f"{path} could not be rebuilt from its config. Keras said: {_first_line(error)}"
+            f"{path} could not be rebuilt from its config. Keras said: {_first_line(error)} "
+            "If Keras refused it in safe mode, load it with safe_mode=False only if you "
+            "trust its author; otherwise restore the file or save it again."
         ) from error
 
 

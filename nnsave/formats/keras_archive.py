@@ -14,7 +14,7 @@ import contextlib
 import struct
 import tempfile
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -36,6 +36,10 @@ _MAX_JSON_MEMBER_BYTES = 64 << 20
 _LOCAL_HEADER = struct.Struct("<4s2B4HL2L2H")
 # Groups in model.weights.h5 that hold training state rather than the model's own variables.
 _NON_MODEL_GROUPS = {"optimizer"}
+# Where Keras keeps the variables of a model's optimizer.
+_OPTIMIZER_VARIABLES = "optimizer/vars"
+# What h5py raises for bytes that are not a readable HDF5 file.
+_H5_ERRORS = (OSError, RuntimeError, ValueError, KeyError, TypeError, struct.error)
 
 
 class KerasHandler(KerasModelHandler):
@@ -72,17 +76,34 @@ class KerasHandler(KerasModelHandler):
             config = _json_member(archive, CONFIG_MEMBER, payload.path)
         return self.config_facts(config, payload.path, options, expansion=expansion)
 
+    def check_saveable(self, obj: Any, target: Path) -> list[str]:
+        optimizer = getattr(obj, "optimizer", None)
+        compiled_with = (obj.get_compile_config() or {}).get("optimizer") if optimizer is not None else None
+        if not _is_loss_scale_optimizer(optimizer) or _names_loss_scale_optimizer(compiled_with):
+            return []
+        return [
+            f"{target}: compile() wrapped the model's optimizer in a LossScaleOptimizer "
+            "for mixed precision, and a .keras file does not record that, so a process "
+            "whose dtype policy is not mixed_float16 cannot restore the optimizer state "
+            "(nnsave.load then says so). Save it as .safetensors to keep that state, or "
+            "call keras.config.set_dtype_policy('mixed_float16') before loading."
+        ]
+
     def read(self, payload: Payload, options: LoadOptions) -> Any:
         load_from_stream = _stream_loader()
         with keras_errors_explained(payload.path), safe_mode_scope(options.safe_mode):
             if load_from_stream is not None:
-                return load_from_stream(
+                model = load_from_stream(
                     payload.reader(),
                     custom_objects=options.custom_objects,
                     compile=options.compile,
                     safe_mode=options.safe_mode,
                 )
-            return _load_from_private_copy(payload, options)
+            else:
+                model = _load_from_private_copy(payload, options)
+        if options.compile:
+            _check_optimizer_restored(model, payload)
+        return model
 
     def describe(self, payload: Payload) -> dict[str, Any]:
         with open_zip(payload, required_member=CONFIG_MEMBER, kind="Keras model") as archive:
@@ -140,6 +161,41 @@ def _load_from_private_copy(payload: Payload, options: LoadOptions) -> Any:
         )
 
 
+def _is_loss_scale_optimizer(optimizer: Any) -> bool:
+    keras = keras_module()
+    return optimizer is not None and isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
+
+
+def _names_loss_scale_optimizer(serialized: Any) -> bool:
+    return isinstance(serialized, dict) and serialized.get("class_name") == "LossScaleOptimizer"
+
+
+def _check_optimizer_restored(model: Any, payload: Payload) -> None:
+    """Raise if the file's optimizer had taken steps and Keras could not restore them.
+
+    Keras skips an optimizer whose variables do not match the file's in
+    number, with only a warning; training would then restart its moments
+    and step count without anyone noticing.
+    """
+    optimizer = getattr(model, "optimizer", None)
+    if optimizer is None:
+        return
+    with open_zip(payload, required_member=CONFIG_MEMBER, kind="Keras model") as archive:
+        saved = _saved_optimizer(archive, payload)
+    if saved is None:
+        return
+    saved_count, saved_steps = saved
+    if saved_steps and saved_count != len(optimizer.variables):
+        raise FormatError(
+            f"{payload.path}: Keras rebuilt the model but not its optimizer state: the "
+            f"file's optimizer had taken {saved_steps} steps and has {saved_count} "
+            f"variables; the one rebuilt from the config has {len(optimizer.variables)}. A "
+            "mixed-precision model does this where the dtype policy is not mixed_float16: "
+            "call keras.config.set_dtype_policy('mixed_float16') before loading. Or load "
+            "with compile=False for the model alone; .safetensors files keep this state."
+        )
+
+
 def _json_member(archive: zipfile.ZipFile, member: str, path: Path) -> dict[str, Any]:
     if member not in archive.namelist():
         return {}
@@ -187,32 +243,68 @@ class _MemberWindow:
         return len(data)
 
 
+@contextlib.contextmanager
+def _weights_file(archive: zipfile.ZipFile, payload: Payload) -> Iterator[Any | None]:
+    """The archive's HDF5 weights, opened in place; None where that cannot be done.
+
+    A stored member is read straight from the verified bytes; a compressed
+    one (Keras never writes one) or a missing h5py yields None.
+    """
+    if WEIGHTS_MEMBER not in archive.namelist():
+        yield None
+        return
+    info = archive.getinfo(WEIGHTS_MEMBER)
+    try:
+        import h5py
+    except ImportError:
+        yield None  # inspecting needs no extra; only reading the weights does
+        return
+    if info.compress_type != zipfile.ZIP_STORED:
+        yield None
+        return
+    try:
+        start = info.header_offset
+        header = _LOCAL_HEADER.unpack(payload.view[start : start + _LOCAL_HEADER.size])
+        name_length, extra_length = header[-2], header[-1]
+        data_start = start + _LOCAL_HEADER.size + name_length + extra_length
+        window = _MemberWindow(payload.view, data_start, info.file_size)
+        with h5py.File(window, "r") as weights, contextlib.suppress(RecursionError):
+            yield weights
+    except _H5_ERRORS as error:
+        raise FormatError(
+            f"{payload.path}: {WEIGHTS_MEMBER} is not a readable HDF5 file ({error}). "
+            "Restore the file or save the model again."
+        ) from None
+
+
 def _count_parameters(archive: zipfile.ZipFile, payload: Payload) -> int | None:
     """Sum the sizes of the model's variables in the weights file, without loading them."""
     if WEIGHTS_MEMBER not in archive.namelist():
         return 0
-    info = archive.getinfo(WEIGHTS_MEMBER)
-    if info.compress_type != zipfile.ZIP_STORED:
-        return None
-    try:
-        import h5py
-    except ImportError:
-        return None  # inspecting needs no extra; only this count does
-    start = info.header_offset
-    header = _LOCAL_HEADER.unpack(payload.view[start : start + _LOCAL_HEADER.size])
-    name_length, extra_length = header[-2], header[-1]
-    data_start = start + _LOCAL_HEADER.size + name_length + extra_length
-    window = _MemberWindow(payload.view, data_start, info.file_size)
     total = 0
 
     def visit(name: str, node: Any) -> None:
         nonlocal total
-        if isinstance(node, h5py.Dataset) and name.split("/")[0] not in _NON_MODEL_GROUPS:
+        if hasattr(node, "dtype") and name.split("/")[0] not in _NON_MODEL_GROUPS:  # a dataset
             total += int(node.size)
 
-    try:
-        with h5py.File(window, "r") as weights, contextlib.suppress(RecursionError):
-            weights.visititems(visit)
-    except (OSError, RuntimeError, ValueError, KeyError, struct.error) as error:  # h5py's view of damaged bytes
-        raise FormatError(f"{payload.path}: {WEIGHTS_MEMBER} is not a readable HDF5 file ({error}).") from None
+    with _weights_file(archive, payload) as weights:
+        if weights is None:
+            return None
+        weights.visititems(visit)
     return total
+
+
+def _saved_optimizer(archive: zipfile.ZipFile, payload: Payload) -> tuple[int, int] | None:
+    """How many variables the file's optimizer has, and how many steps it took.
+
+    The steps are the largest integer scalar among its variables: its own
+    step counter, or that of the optimizer it wraps.
+    """
+    with _weights_file(archive, payload) as weights:
+        group = weights.get(_OPTIMIZER_VARIABLES) if weights is not None else None
+        if group is None or not hasattr(group, "values"):
+            return None
+        variables = list(group.values())
+        counters = [int(v[()]) for v in variables if getattr(v, "shape", None) == () and v.dtype.kind in "iu"]
+        return len(variables), max(counters, default=0)

@@ -1,7 +1,7 @@
-"""Keras models as one ``.safetensors`` file: the config in the header, the weights after it.
+"""Keras models as one ``.safetensors`` file: the config in the header, the state after it.
 
 The file is a standard safetensors file, so any safetensors reader opens the
-weights (``safetensors.numpy.load_file``):
+arrays (``safetensors.numpy.load_file``):
 
 - 8 bytes: the header's length, little-endian;
 - the header: JSON, padded with spaces to a multiple of 8 bytes. Each tensor
@@ -10,25 +10,32 @@ weights (``safetensors.numpy.load_file``):
   serialisation of the model (which includes its compile config);
 - the tensors' raw bytes, little-endian and in C order, back to back.
 
-Tensor names carry their position: ``00003/dense_1/bias`` is the fourth entry
-of ``model.weights``, and ``optimizer/00000/adam/iteration`` the first
-optimizer variable. Loading matches tensors by position and checks each
-shape and dtype, as Keras's own weights file does.
+What is stored is exactly what Keras stores in a ``.keras`` file's weights:
+nnsave walks the model with Keras's own walk (the one behind
+``model.save``), so every layer, optimizer and metric saves and loads its
+state through its own ``save_own_variables`` and ``load_own_variables``.
+Custom state, optimizer state (a mixed-precision ``LossScaleOptimizer``
+included) and quantized layers round-trip as they do in ``.keras``. A
+tensor's name is where the walk found it and the key its owner gave it:
+``layers/dense_1/0`` is the first value the second ``Dense`` layer stored,
+``optimizer/3`` the optimizer's fourth. State kept in files
+(``save_assets``: a lookup layer's vocabulary) has no place here; such models
+are refused at save time with a pointer to ``.keras``.
 
 Why this route is faster than ``.keras`` for large models: saving streams each
-variable straight into nnsave's hashing writer, where Keras first builds a
-whole HDF5 file and then copies it into a zip; loading builds the layers with
-zero initializers (cheap) instead of running their random initializers only
-to overwrite the result, then reads each tensor once, straight into a buffer.
+value straight into nnsave's hashing writer, where Keras first builds a whole
+HDF5 file and then copies it into a zip; loading builds the layers with zero
+initializers (cheap) instead of running their random initializers only to
+overwrite the result, then reads each tensor once from the verified bytes.
 """
 
 from __future__ import annotations
 
 import copy
+import functools
 import json
-import os
 import struct
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -36,7 +43,7 @@ from typing import Any, BinaryIO
 import numpy as np
 
 from .. import parsing
-from ..errors import FormatError, UnsupportedObjectError
+from ..errors import FormatError, MissingDependencyError, UnsupportedObjectError
 from ..hashing import Digest
 from ..storage import Transaction
 from ._base import FileFacts, LoadOptions, Payload, SaveOptions
@@ -59,10 +66,11 @@ __all__ = [
 FORMAT_KEY = "nnsave.format"
 FORMAT_VALUE = "keras-model"
 FORMAT_VERSION_KEY = "nnsave.format_version"
-FORMAT_VERSION = "1"
+#: Version 1 stored ``model.weights`` by position and skipped custom state.
+FORMAT_VERSION = "2"
 KERAS_VERSION_KEY = "nnsave.keras_version"
 CONFIG_KEY = "nnsave.keras_config"
-#: Names of optimizer tensors start with this; the model's own start with a digit.
+#: Keras's walk reaches a model's optimizer through its ``optimizer`` attribute.
 OPTIMIZER_PREFIX = "optimizer/"
 #: The safetensors library refuses larger headers too.
 MAX_HEADER_BYTES = 100_000_000
@@ -74,8 +82,10 @@ _DTYPE_CODES = {
     "bool": "BOOL", "uint8": "U8", "int8": "I8", "uint16": "U16", "int16": "I16",
     "uint32": "U32", "int32": "I32", "uint64": "U64", "int64": "I64",
     "float16": "F16", "bfloat16": "BF16", "float32": "F32", "float64": "F64",
+    "float8_e4m3fn": "F8_E4M3", "float8_e5m2": "F8_E5M2",
 }
 _DTYPE_NAMES = {code: name for name, code in _DTYPE_CODES.items()}
+_ML_DTYPES = ("bfloat16", "float8_e4m3fn", "float8_e5m2")
 _ZEROS = {"module": "keras.initializers", "class_name": "Zeros", "config": {}, "registered_name": None}
 
 
@@ -87,6 +97,15 @@ class _Tensor:
     begin: int  # offset from the start of the data section
     end: int
 
+    @property
+    def group(self) -> str:
+        """The walk's path of the tensor's owner (``""`` for the model itself)."""
+        return self.name.rpartition("/")[0]
+
+    @property
+    def key(self) -> str:
+        return self.name.rpartition("/")[2]
+
 
 @dataclass(frozen=True)
 class _Layout:
@@ -94,9 +113,16 @@ class _Layout:
 
     metadata: dict[str, str]
     config: dict[str, Any]
-    model_tensors: list[_Tensor]
-    optimizer_tensors: list[_Tensor]
+    tensors: list[_Tensor]
     data_start: int
+
+    @property
+    def model_tensors(self) -> list[_Tensor]:
+        return [t for t in self.tensors if not t.name.startswith(OPTIMIZER_PREFIX)]
+
+    @property
+    def optimizer_tensors(self) -> list[_Tensor]:
+        return [t for t in self.tensors if t.name.startswith(OPTIMIZER_PREFIX)]
 
 
 class KerasSafetensorsHandler(KerasModelHandler):
@@ -107,17 +133,19 @@ class KerasSafetensorsHandler(KerasModelHandler):
 
     def write(self, obj: Any, transaction: Transaction, target: Path, options: SaveOptions) -> Digest:
         keras = keras_module()
+        walk = _keras_state_walk(target, "Saving")
         metadata = _metadata_for(obj, target, keras)
-        variables = [(_tensor_name(i, v, obj), v) for i, v in enumerate(obj.weights)]
-        optimizer = getattr(obj, "optimizer", None)
-        if optimizer is not None and optimizer.built:
-            variables += [(f"{OPTIMIZER_PREFIX}{i:05d}/{v.path}", v) for i, v in enumerate(optimizer.variables)]
-        entries = [(name, _dtype_of(v, target, keras), tuple(v.shape)) for name, v in variables]
+        unsaved = _unbuilt_optimizer(obj)
+        # Two walks: the first learns the header, which precedes the data; the
+        # second streams each value as its owner hands it over, so memory grows
+        # by the largest value, not by the model.
+        layout = walk.weights_store(_StateLayout, target)
+        walk.save(obj, layout, walk.assets_store(_AssetRefusal, target, layout), unsaved)
         with transaction.stream(target) as stream:
-            stream.write(safetensors_header(entries, metadata))
-            for _, variable in variables:
-                # One variable at a time: memory grows by the largest variable, not the model.
-                stream.write(_bytes_of(np.ascontiguousarray(keras.ops.convert_to_numpy(variable))))
+            stream.write(safetensors_header(layout.entries, metadata))
+            writer = walk.weights_store(_StateWriter, stream, layout.entries, target)
+            walk.save(obj, writer, None, unsaved)
+            writer.finish()
         return stream.digest
 
     def check_magic(self, head: bytes, path: Path) -> None:
@@ -135,27 +163,38 @@ class KerasSafetensorsHandler(KerasModelHandler):
     def read(self, payload: Payload, options: LoadOptions) -> Any:
         path = payload.path
         layout = _read_layout(payload)
+        walk = _keras_state_walk(path, "Loading")
         config = dict(layout.config)
         if not options.compile:
             config["compile_config"] = None
         with keras_errors_explained(path), safe_mode_scope(options.safe_mode):
             model = _build(config, options)
-        plan = list(zip(layout.model_tensors, _matched(path, layout.model_tensors, model.weights, "model")))
-        if layout.optimizer_tensors and options.compile:
-            optimizer = getattr(model, "optimizer", None)
-            if optimizer is None:
-                raise FormatError(
-                    f"{path} holds optimizer state but its config has no compile config. "
-                    "Load it with compile=False to get the model without that state."
-                )
-            variables = _matched(path, layout.optimizer_tensors, optimizer.variables, "optimizer")
-            plan += list(zip(layout.optimizer_tensors, variables))
-        _assign(payload.view, layout.data_start, plan)
-        for layer in _all_layers(model):
-            # What Keras's own loader does after a layer's variables are in place:
-            # Normalization, say, derives its mean and variance tensors from them.
-            if callable(getattr(layer, "finalize_state", None)):
-                layer.finalize_state()
+        optimizer = getattr(model, "optimizer", None) if options.compile else None
+        if layout.optimizer_tensors and options.compile and optimizer is None:
+            raise FormatError(
+                f"{path} holds optimizer state but its config has no compile config. "
+                "Load it with compile=False to get the model without that state."
+            )
+        # An optimizer that had taken no step was not saved; the rebuilt one
+        # starts from scratch, as it would have.
+        skipped = [optimizer] if optimizer is not None and not layout.optimizer_tensors else []
+        source = walk.weights_store(_TensorSource, payload.view, layout)
+        with keras_errors_explained(path):
+            failures = walk.load(model, source, skipped)
+        if failures:
+            owner, error = next(iter(failures.values()))
+            raise FormatError(
+                f"{path}: the state of {_owner_words(owner)} does not fit the model built "
+                f"from its config ({type(error).__name__}: {error}). The file is damaged "
+                "or was changed; restore it or save the model again."
+            )
+        unread = [name for name in source.unread() if optimizer is not None or not name.startswith(OPTIMIZER_PREFIX)]
+        if unread:
+            raise FormatError(
+                f"{path} holds {len(unread)} tensor(s) that the model built from its config "
+                f"did not take ({', '.join(unread[:3])}), so loading would lose them. The "
+                "file is damaged or was changed; restore it or save the model again."
+            )
         return model
 
     def describe(self, payload: Payload) -> dict[str, Any]:
@@ -194,25 +233,244 @@ def safetensors_header(tensors: list[tuple[str, str, tuple[int, ...]]], metadata
     return _LENGTH.pack(len(text)) + text
 
 
+# --- Keras's walk over a model's state ------------------------------------------
+
+@dataclass(frozen=True)
+class _KerasStateWalk:
+    """The walk behind ``model.save``, with stores of nnsave's own.
+
+    Keras's ``saving_lib`` visits every layer, optimizer and metric of a model
+    and hands each a store to save into or load from. Its functions live in
+    ``keras.src`` and accept only stores derived from its own classes, so
+    nnsave's stores are built on those bases (:meth:`weights_store`).
+    """
+
+    save_state: Callable[..., None]
+    load_state: Callable[..., None]
+    weights_base: type
+    assets_base: type
+
+    def weights_store(self, store_class: type, *args: Any) -> Any:
+        return _derived(store_class, self.weights_base)(*args)
+
+    def assets_store(self, store_class: type, *args: Any) -> Any:
+        return _derived(store_class, self.assets_base)(*args)
+
+    def save(self, model: Any, weights: Any, assets: Any | None, skipped: list[Any]) -> None:
+        self.save_state(
+            model,
+            weights_store=weights,
+            assets_store=assets,
+            inner_path="",
+            visited_saveables={id(saveable) for saveable in skipped},
+        )
+
+    def load(self, model: Any, source: Any, skipped: list[Any]) -> dict[int, tuple[Any, Exception]]:
+        """Fill ``model`` from ``source``; return what failed, by owner."""
+        failures: dict[int, tuple[Any, Exception]] = {}
+        self.load_state(
+            model,
+            weights_store=source,
+            assets_store=None,
+            inner_path="",
+            visited_saveables={id(saveable) for saveable in skipped},
+            failed_saveables=set(),
+            error_msgs=failures,
+        )
+        return failures
+
+
+def _keras_state_walk(path: Path, action: str) -> _KerasStateWalk:
+    try:
+        from keras.src.saving.saving_lib import DiskIOStore, NpzIOStore, _load_state, _save_state
+    except ImportError:
+        keras = keras_module()
+        version = getattr(keras, "__version__", "unknown")
+        raise MissingDependencyError(
+            f"{action} {path} needs Keras's state walk (_save_state and _load_state in "
+            f"keras.src.saving.saving_lib), which Keras {version} does not have. Use "
+            "the .keras format, or install the Keras version nnsave was tested with: "
+            'pip install "nnsave[keras]"'
+        ) from None
+    return _KerasStateWalk(_save_state, _load_state, NpzIOStore, DiskIOStore)
+
+
+@functools.cache
+def _derived(store_class: type, keras_base: type) -> type:
+    # Our methods come first; Keras's base contributes only its type.
+    return type(store_class.__name__, (store_class, keras_base), {})
+
+
+class _Group(dict):
+    """The store one owner writes into: each value is passed on as it arrives."""
+
+    def __init__(self, path: str, receive: Callable[[str, str, Any], None]) -> None:
+        super().__init__()
+        self._path = path
+        self._receive = receive
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self._receive(self._path, key, value)
+        super().__setitem__(key, None)  # the key, for owners that count; not the value
+
+
+class _StateLayout:
+    """The first walk: the name, dtype and shape of every value, in order."""
+
+    def __init__(self, target: Path) -> None:
+        self.target = target
+        self.entries: list[tuple[str, str, tuple[int, ...]]] = []
+        self.owners: dict[str, str] = {}
+
+    def make(self, path: str, metadata: dict[str, Any] | None = None) -> _Group:
+        if metadata and isinstance(metadata.get("name"), str):
+            self.owners[path] = metadata["name"]
+        return _Group(path, self._record)
+
+    def close(self) -> None:
+        """Nothing to release; Keras's stores have this method."""
+
+    def _record(self, path: str, key: str, value: Any) -> None:
+        name = _tensor_name(path, key, self.target)
+        if any(entry[0] == name for entry in self.entries):
+            raise UnsupportedObjectError(
+                f"{self.target}: two values would be stored as {name!r}. Save the model as .keras."
+            )
+        self.entries.append((name, *_dtype_and_shape(value, name, self.target)))
+
+
+class _AssetRefusal:
+    """Stands where Keras expects an asset store: no owner of files gets past it."""
+
+    def __init__(self, target: Path, layout: _StateLayout) -> None:
+        self._target = target
+        self._layout = layout
+
+    def make(self, path: str) -> str:
+        owner = self._layout.owners.get(path)
+        named = f"the layer {owner!r} (at {path})" if owner else f"the object at {path or 'the top'}"
+        raise UnsupportedObjectError(
+            f"{self._target}: {named} keeps state in files of its own (save_assets: a "
+            "vocabulary, say), which a safetensors file has no place for. Save the "
+            "model as .keras."
+        )
+
+    def close(self) -> None:
+        """Nothing to release; Keras's stores have this method."""
+
+
+class _StateWriter:
+    """The second walk: each value's bytes, checked against the header already written."""
+
+    def __init__(self, stream: BinaryIO, entries: list[tuple[str, str, tuple[int, ...]]], target: Path) -> None:
+        self._stream = stream
+        self._pending = iter(entries)
+        self._target = target
+
+    def make(self, path: str, metadata: dict[str, Any] | None = None) -> _Group:
+        return _Group(path, self._write)
+
+    def close(self) -> None:
+        """Nothing to release; Keras's stores have this method."""
+
+    def _write(self, path: str, key: str, value: Any) -> None:
+        keras = keras_module()
+        array = np.asarray(keras.ops.convert_to_numpy(value), order="C")
+        found = (_tensor_name(path, key, self._target), keras.backend.standardize_dtype(array.dtype), array.shape)
+        if next(self._pending, None) != found:
+            self._changed(found[0])
+        # One value at a time: memory grows by the largest value, not the model.
+        self._stream.write(_bytes_of(array))
+
+    def finish(self) -> None:
+        missing = next(self._pending, None)
+        if missing is not None:
+            self._changed(missing[0])
+
+    def _changed(self, name: str) -> None:
+        raise UnsupportedObjectError(
+            f"{self._target}: the model's state changed while it was saved (at {name!r}): "
+            "a layer stored different values on two calls of save_own_variables. Save "
+            "it as .keras, or make that method store the same values each time."
+        )
+
+
+class _TensorSource:
+    """Where Keras's walk finds each owner's values: the verified bytes, copied one by one."""
+
+    def __init__(self, view: memoryview, layout: _Layout) -> None:
+        self._view = view
+        self._data_start = layout.data_start
+        self._groups: dict[str, dict[str, _Tensor]] = {}
+        for tensor in layout.tensors:
+            self._groups.setdefault(tensor.group, {})[tensor.key] = tensor
+        self._unread = {tensor.name for tensor in layout.tensors}
+
+    def get(self, path: str) -> Mapping[str, np.ndarray]:
+        return _StoredGroup(self, self._groups.get(path, {}))
+
+    def has_path(self, path: str) -> bool:
+        # Keras asks this only to recognise files older than its own layout of
+        # nested containers; every group a model asks for is looked up in get().
+        return True
+
+    def close(self) -> None:
+        """Nothing to release; Keras's stores have this method."""
+
+    def unread(self) -> list[str]:
+        return sorted(self._unread)
+
+    def array(self, tensor: _Tensor) -> np.ndarray:
+        self._unread.discard(tensor.name)
+        begin, end = self._data_start + tensor.begin, self._data_start + tensor.end
+        # A copy: the backend may keep the array it is given, and the verified
+        # bytes are released when the load ends.
+        return np.frombuffer(self._view[begin:end], dtype=_numpy_dtype(tensor.dtype)).reshape(tensor.shape).copy()
+
+
+class _StoredGroup(Mapping):
+    """One owner's values, read from the file when asked for."""
+
+    def __init__(self, source: _TensorSource, tensors: dict[str, _Tensor]) -> None:
+        self._source = source
+        self._tensors = tensors
+
+    def __getitem__(self, key: str) -> np.ndarray:
+        return self._source.array(self._tensors[key])
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._tensors)
+
+    def __len__(self) -> int:
+        return len(self._tensors)
+
+
+def _owner_words(owner: Any) -> str:
+    name = getattr(owner, "name", None)
+    kind = type(owner).__name__
+    return f"{name!r} ({kind})" if isinstance(name, str) else f"a {kind}"
+
+
 # --- saving -----------------------------------------------------------------
 
 def _metadata_for(model: Any, target: Path, keras: Any) -> dict[str, str]:
-    for layer in _all_layers(model):
-        if callable(getattr(layer, "save_assets", None)):
-            raise UnsupportedObjectError(
-                f"{target}: the layer {layer.name!r} ({type(layer).__name__}) keeps state "
-                "outside its variables (a vocabulary, say), which a safetensors file has "
-                "no place for. Save the model as .keras."
-            )
     try:
-        config = json.dumps(keras.saving.serialize_keras_object(model))
+        config = keras.saving.serialize_keras_object(model)
+        optimizer = getattr(model, "optimizer", None)
+        if optimizer is not None and config.get("compile_config"):
+            # Record the optimizer the model trains with. compile() may have
+            # wrapped the one it was given (mixed precision wraps it in a
+            # LossScaleOptimizer), and the compile config names only the
+            # original, so a process with another dtype policy would rebuild an
+            # optimizer of another shape.
+            config["compile_config"]["optimizer"] = keras.saving.serialize_keras_object(optimizer)
+        text = json.dumps(config)
     except (TypeError, ValueError, NotImplementedError) as error:
         raise UnsupportedObjectError(
             f"{target}: the model's config cannot be written as JSON ({error}). Give "
             "custom layers and optimizers a get_config(), or save the model as .keras."
         ) from None
-    optimizer = getattr(model, "optimizer", None)
-    if optimizer is not None and optimizer.built and not model.get_compile_config():
+    if _optimizer_state(model) is not None and not model.get_compile_config():
         raise UnsupportedObjectError(
             f"{target}: the model has optimizer state but no compile config to rebuild "
             "its optimizer from (its compile() is custom). Save it as .keras, or "
@@ -222,33 +480,48 @@ def _metadata_for(model: Any, target: Path, keras: Any) -> dict[str, str]:
         FORMAT_KEY: FORMAT_VALUE,
         FORMAT_VERSION_KEY: FORMAT_VERSION,
         KERAS_VERSION_KEY: keras.__version__,
-        CONFIG_KEY: config,
+        CONFIG_KEY: text,
     }
 
 
-def _all_layers(model: Any) -> list[Any]:
-    """The model and every layer inside it, however deeply nested."""
-    # Keras offers no public walk over nested layers; its own saving code uses this one.
-    return list(model._flatten_layers(include_self=True, recursive=True))
+def _optimizer_state(model: Any) -> Any | None:
+    """The model's optimizer, if it has taken a step or was built to."""
+    optimizer = getattr(model, "optimizer", None)
+    return optimizer if optimizer is not None and optimizer.built else None
 
 
-def _tensor_name(index: int, variable: Any, model: Any) -> str:
-    """``00003/dense_1/bias``: the position decides where a tensor goes; the rest is for people.
-
-    Variable paths start with the model's name only when the model was built
-    directly, not when it came from a config, so that prefix is dropped.
-    """
-    return f"{index:05d}/{variable.path.removeprefix(model.name + '/')}"
+def _unbuilt_optimizer(model: Any) -> list[Any]:
+    """An optimizer that holds nothing worth saving; loading builds it afresh."""
+    optimizer = getattr(model, "optimizer", None)
+    return [optimizer] if optimizer is not None and not optimizer.built else []
 
 
-def _dtype_of(variable: Any, target: Path, keras: Any) -> str:
-    dtype = keras.backend.standardize_dtype(variable.dtype)
+def _tensor_name(path: str, key: Any, target: Path) -> str:
+    """``layers/dense_1/0``: the owner's path in Keras's walk, then its own key."""
+    if not isinstance(key, str) or not key or "/" in key:
+        raise UnsupportedObjectError(
+            f"{target}: the object at {path or 'the top'} stores a value under the key "
+            f"{key!r}; nnsave's .safetensors layout needs keys that are non-empty "
+            "strings without '/'. Save the model as .keras."
+        )
+    return f"{path}/{key}" if path else key
+
+
+def _dtype_and_shape(value: Any, name: str, target: Path) -> tuple[str, tuple[int, ...]]:
+    """The dtype and shape of a stored value, read without copying its data."""
+    keras = keras_module()
+    if not (hasattr(value, "dtype") and hasattr(value, "shape")):
+        value = np.asarray(value)
+    try:
+        dtype = keras.backend.standardize_dtype(value.dtype)
+    except ValueError:
+        dtype = str(value.dtype)
     if dtype not in _DTYPE_CODES:
         raise UnsupportedObjectError(
-            f"{target}: the variable {variable.path} has dtype {dtype}, which nnsave "
-            "does not store in safetensors. Save the model as .keras."
+            f"{target}: the value {name} has dtype {dtype}, which nnsave does not store "
+            "in safetensors. Save the model as .keras."
         )
-    return dtype
+    return dtype, tuple(int(size) for size in value.shape)
 
 
 def _bytes_of(array: np.ndarray) -> memoryview:
@@ -257,10 +530,10 @@ def _bytes_of(array: np.ndarray) -> memoryview:
 
 
 def _numpy_dtype(name: str) -> np.dtype:
-    if name == "bfloat16":
+    if name in _ML_DTYPES:
         import ml_dtypes  # installed with TensorFlow and JAX
 
-        return np.dtype(ml_dtypes.bfloat16)
+        return np.dtype(getattr(ml_dtypes, name))
     return np.dtype(name)
 
 
@@ -288,7 +561,9 @@ def _read_layout(payload: Payload) -> _Layout:
     if metadata.get(FORMAT_VERSION_KEY) != FORMAT_VERSION:
         raise FormatError(
             f"{path} uses version {metadata.get(FORMAT_VERSION_KEY)!r} of nnsave's Keras "
-            f"safetensors layout; this nnsave reads version {FORMAT_VERSION}. Upgrade nnsave."
+            f"safetensors layout; this nnsave reads version {FORMAT_VERSION} only. Load "
+            "it with the nnsave release that wrote it (a newer one, if the file is "
+            "newer) and save it again, or save the model as .keras."
         )
     config_text = metadata.get(CONFIG_KEY)
     if not isinstance(config_text, str) or len(config_text) > _MAX_CONFIG_BYTES:
@@ -298,11 +573,7 @@ def _read_layout(payload: Payload) -> _Layout:
                      key=lambda t: (t.begin, t.end, t.name))
     data_start = _LENGTH.size + length
     _check_contiguous(path, tensors, size - data_start)
-    model_tensors = [t for t in tensors if not t.name.startswith(OPTIMIZER_PREFIX)]
-    optimizer_tensors = [t for t in tensors if t.name.startswith(OPTIMIZER_PREFIX)]
-    _check_positions(path, model_tensors, "")
-    _check_positions(path, optimizer_tensors, OPTIMIZER_PREFIX)
-    return _Layout(metadata, config, model_tensors, optimizer_tensors, data_start)
+    return _Layout(metadata, config, tensors, data_start)
 
 
 def _parse_json(data: bytes, path: Path, what: str) -> dict[str, Any]:
@@ -321,6 +592,8 @@ def _tensor_entry(path: Path, name: str, entry: Any) -> _Tensor:
 
     if not isinstance(entry, dict):
         raise bad("is not a JSON object")
+    if not name.rpartition("/")[2]:
+        raise bad("has no key after its owner's path")
     dtype = _DTYPE_NAMES.get(entry.get("dtype"))
     shape, offsets = entry.get("shape"), entry.get("data_offsets")
     if dtype is None:
@@ -350,15 +623,6 @@ def _check_contiguous(path: Path, tensors: list[_Tensor], data_size: int) -> Non
             f"{path} {kind}: its header describes {position} bytes of tensors, and "
             f"{data_size} follow the header. Restore the file or save the model again."
         )
-
-
-def _check_positions(path: Path, tensors: list[_Tensor], prefix: str) -> None:
-    for index, tensor in enumerate(tensors):
-        if not tensor.name.startswith(f"{prefix}{index:05d}/"):
-            raise FormatError(
-                f"{path}: tensor {tensor.name!r} is stored where tensor {prefix}{index:05d} "
-                "belongs. The file was not written by nnsave or was changed."
-            )
 
 
 # --- building the model and filling it --------------------------------------
@@ -431,32 +695,3 @@ def _restore_initializers(container: Any, config: dict[str, Any]) -> None:
                 if hasattr(owner, key):
                     setattr(owner, key, keras.initializers.get(value))
         _restore_initializers(layer, entry)
-
-
-def _matched(path: Path, tensors: list[_Tensor], variables: list[Any], what: str) -> list[Any]:
-    """``variables``, after checking that the file's tensors fit them one for one."""
-    import keras
-
-    variables = list(variables)
-    if len(tensors) != len(variables):
-        raise FormatError(
-            f"{path} holds {len(tensors)} {what} tensors, but the {what} built from its "
-            f"config has {len(variables)} variables. The file is damaged or was changed."
-        )
-    for tensor, variable in zip(tensors, variables):
-        dtype = keras.backend.standardize_dtype(variable.dtype)
-        if tensor.shape != tuple(variable.shape) or tensor.dtype != dtype:
-            raise FormatError(
-                f"{path}: tensor {tensor.name!r} is {tensor.dtype} {tensor.shape}, but the "
-                f"{what} variable {variable.path} is {dtype} {tuple(variable.shape)}. The "
-                "file is damaged or was changed."
-            )
-    return variables
-
-
-def _assign(view: memoryview, data_start: int, plan: list[tuple[_Tensor, Any]]) -> None:
-    """Assign each planned tensor to its variable, straight from the verified bytes."""
-    for tensor, variable in plan:
-        begin = data_start + tensor.begin
-        array = np.frombuffer(view[begin : data_start + tensor.end], dtype=_numpy_dtype(tensor.dtype))
-        variable.assign(array.reshape(tensor.shape))
