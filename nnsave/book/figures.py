@@ -423,3 +423,31 @@ TRANSLATIONS["zh_CN"].update({
     "cross-entropy loss": "交叉熵损失",
     "digit {k}": "数字 {k}",
 })
+
+
+# --- performance ---------------------------------------------------------------
+
+
+def measured_costs(values: dict, unit: str, lang: str = "en"):
+    """One horizontal bar per measurement, its value written at the bar's end.
+
+    ``values`` maps each label (top to bottom) to a number in ``unit``, for
+    example milliseconds or GB/s; the performance appendix draws each of its
+    measurements with this one function.
+    """
+    import matplotlib.pyplot as plt
+
+    numbers = list(values.values())
+    rows = range(len(numbers))
+    fig, ax = plt.subplots(figsize=(7, 0.6 + 0.45 * len(numbers)))
+    ax.barh(rows, numbers, color="tab:blue", height=0.6)
+    for row, number in zip(rows, numbers):
+        ax.text(number, row, f" {number:.3g}", va="center", fontsize=9)
+    ax.set_yticks(rows, [_label(name, lang) for name in values])
+    ax.invert_yaxis()  # the first measurement on top
+    ax.set_xlim(0, max(numbers) * 1.2)  # room for the number after the longest bar
+    ax.set_xlabel(_label(unit, lang))
+    ax.grid(axis="x", alpha=0.3)
+    for side in ("top", "right"):
+        ax.spines[side].set_visible(False)
+    return fig
