@@ -106,7 +106,7 @@ def test_a_pin_vouches_for_one_exact_file(tmp_path):
     payload.write_bytes(pickle.dumps({"a": 1}))
     pin = hashlib.sha256(payload.read_bytes()).hexdigest()
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", nnsave.UnverifiedFileWarning)
+        warnings.simplefilter("error", nnsave.UnverifiedFileWarning)  # the pin checked every byte
         assert nnsave.load(payload, expected_sha256=pin.upper()) == {"a": 1}
     _hostile_pickle(payload, marker)
     with pytest.raises(IntegrityError, match="not the file you expected"):
