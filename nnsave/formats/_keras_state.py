@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import functools
 import shutil
+import sys
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -203,7 +204,29 @@ class _StateRecorder:
         """Nothing to release; Keras's stores have this method."""
 
     def _record(self, path: str, key: str, value: Any) -> None:
-        self.recorded[-1].values.append((key, host_copy(value)))
+        unshared = isinstance(value, np.ndarray) and sys.getrefcount(value) <= _FRESH_VALUE_REFERENCES
+        self.recorded[-1].values.append((key, value if unshared and _owns_its_memory(value) else host_copy(value)))
+
+
+def _references_to_a_fresh_value() -> int:
+    """What :func:`sys.getrefcount` says in a receiver of :class:`Group` about a value nobody keeps.
+
+    An owner that hands over a new array (an optimizer's ``variable.numpy()``)
+    keeps no reference to it, so the array is already a snapshot and copying
+    it again would double the time training waits. An array the owner keeps
+    has one reference more than this count, and is copied.
+    """
+    counts: list[int] = []
+    Group("", lambda path, key, value: counts.append(sys.getrefcount(value)))["probe"] = np.empty(1)
+    return counts[0]
+
+
+_FRESH_VALUE_REFERENCES = _references_to_a_fresh_value()
+
+
+def _owns_its_memory(array: np.ndarray) -> bool:
+    # A view shares its memory with its base, which someone may still change.
+    return array.base is None and array.flags.owndata
 
 
 def host_copy(value: Any) -> np.ndarray:
