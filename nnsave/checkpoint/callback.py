@@ -23,7 +23,8 @@ into host memory on the training thread (a *snapshot*): training goes on
 while the file is written, and changes to the model after the snapshot
 cannot reach the file. One save at most is in flight; the next one waits
 for it, and so does the end of training. An error in the background is
-raised on the training thread at the next epoch or at the end of training.
+raised on the training thread at the first epoch boundary after it happened,
+at the latest by the next save or the end of training.
 """
 
 from __future__ import annotations
@@ -98,6 +99,9 @@ class CheckpointerBase:
         One save at most is in flight: the next one waits for it, and so do
         the end of training and :meth:`wait`. The memory of one more copy of
         the model's weights and optimizer state is held while it is written.
+        If the background save fails, its error is raised on the training
+        thread at the next epoch's start or end (at the latest by the next
+        save or the end of training); the previous checkpoint stays intact.
 
     Raises
     ------
