@@ -152,6 +152,10 @@ def cli(*arguments: object, timeout: float = 60) -> subprocess.CompletedProcess:
     )
 
 
+#: Watching a directory for opens and creations needs Linux's inotify; elsewhere those tests skip.
+needs_inotify = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="inotify is Linux only")
+
+
 class Inotify:
     """Linux inotify through ctypes: the events in one directory, read without blocking forever."""
 
@@ -316,6 +320,7 @@ def read_line(process: subprocess.Popen, seconds: float) -> str:
     return process.stdout.readline().strip()
 
 
+@needs_inotify
 @pytest.mark.parametrize("vouch", ["key", "pin"])
 def test_an_inotify_racer_never_gets_its_file_loaded(tmp_path, vouch):
     """A second process swaps the file the moment a reader closes it; ten loads, ten swaps."""
@@ -435,6 +440,7 @@ def assert_safe_mode_reads_nothing_outside(path: Path, outside: Path, what: str)
     assert isinstance(error, UntrustedFileError) and "safe mode" in str(error), error
 
 
+@needs_inotify
 @pytest.mark.parametrize("suffix", [".keras", ".safetensors"])
 def test_a_tfsm_layer_reaches_no_outside_graph_after_the_global_switch(tmp_path, keras, unsafe_switch_on, suffix):
     outside = tmp_path / "outside"
@@ -445,6 +451,7 @@ def test_a_tfsm_layer_reaches_no_outside_graph_after_the_global_switch(tmp_path,
     assert_safe_mode_reads_nothing_outside(path, outside, "a TFSMLayer's SavedModel")
 
 
+@needs_inotify
 @pytest.mark.parametrize("suffix", [".keras", ".safetensors"])
 def test_a_vocabulary_path_reads_nothing_outside_after_the_global_switch(tmp_path, keras, unsafe_switch_on, suffix):
     outside = tmp_path / "outside"
@@ -473,6 +480,7 @@ def bomb(path: Path, keras) -> Path:
     return path
 
 
+@needs_inotify
 def test_a_disk_bomb_writes_nothing_under_tmpdir(tmp_path, monkeypatch, keras):
     path = bomb(tmp_path / "bomb.keras", keras)
     assert path.stat().st_size < 400_000
