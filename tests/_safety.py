@@ -1,4 +1,4 @@
-"""Shared by the tests/test_safety_*.py files: sizes, and a ledger of trials and failures.
+"""Shared by the safety and attack tests: sizes, deadlines, and a ledger of trials and failures.
 
 Each safety test file counts what it tried and what broke a promise, and
 writes ``_build/safety/<name>.json`` when its last test is done. Running this
@@ -10,8 +10,10 @@ the book's safety chapter reads::
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -41,6 +43,26 @@ def size_from_environment(name: str, default: int) -> int:
     if number < 1:
         raise ValueError(f"{name} must be a positive whole number, not {value!r}")
     return number
+
+
+@contextlib.contextmanager
+def deadline(seconds: float):
+    """Raise TimeoutError in the block after ``seconds``, even inside a blocked open or read.
+
+    A test of something that could hang runs it under a deadline, so that a
+    hang fails the test instead of stopping the suite. Main thread only (SIGALRM).
+    """
+
+    def expire(signum, frame):
+        raise TimeoutError(f"still running after {seconds} s: it hangs")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 class Ledger:

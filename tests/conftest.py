@@ -44,3 +44,14 @@ def trained_sequential(keras, digits):
     model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     model.fit(X, y, epochs=2, batch_size=64, verbose=0, shuffle=False)
     return model
+
+
+@pytest.fixture
+def unsafe_switch_on(keras):
+    """Keras's global switch, as a notebook or library might have left it; restored afterwards."""
+    from keras.src.backend.common import global_state  # only to put the switch back
+
+    before = global_state.get_global_attribute("safe_mode_saving")
+    keras.config.enable_unsafe_deserialization()
+    yield
+    global_state.set_global_attribute("safe_mode_saving", before)
