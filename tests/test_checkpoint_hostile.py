@@ -326,7 +326,7 @@ def test_a_planted_unsigned_checkpoint_does_not_block_resume(team_run):
     outcome = read_all_ways(directory)
     assert_fell_back_to(
         directory, 2, outcome,
-        "skipped ckpt-00009.keras: it is unsigned, not signed with the NNSAVE_KEY environment variable",
+        "skipped ckpt-00009.keras: it is unsigned, not signed with the key in NNSAVE_KEY (id ",
         "ckpt-00008.keras: it is signed with another key",
     )
     rows = {row.path.name: row for row in outcome[2]}
@@ -355,7 +355,7 @@ def test_nothing_signed_with_the_key_named_is_an_untrusted_directory(run, monkey
     monkeypatch.setenv("NNSAVE_KEY", "a key nobody used")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        with pytest.raises(UntrustedFileError, match=r"holds 3 checkpoint\(s\), but none that is intact is signed with the NNSAVE_KEY"):
+        with pytest.raises(UntrustedFileError, match=r"holds 3 checkpoint\(s\), but none that is intact is signed with the key in NNSAVE_KEY"):
             nnsave.resume(run)
         assert nnsave.latest_checkpoint(run) is None
     assert all("signed with another key" in str(w.message) for w in caught if issubclass(w.category, CheckpointFallbackWarning))

@@ -39,7 +39,6 @@ def test_sync_inserts_the_cell_once_and_replaces_it_when_the_url_changes(tmp_pat
     assert setup.sync(path, "") is True
     written = path.read_bytes()
     assert setup.sync(path, "") is False and path.read_bytes() == written
-    assert setup.main(["--check", str(path)]) == 0
 
     assert setup.sync(path, URL) is True
     cells = nbformat.read(path, as_version=4).cells
@@ -47,6 +46,8 @@ def test_sync_inserts_the_cell_once_and_replaces_it_when_the_url_changes(tmp_pat
     assert cells[0].id == "install-nnsave" and cells[0].metadata.tags == ["remove-input", "install-nnsave"]
     assert f"git+{URL}" in cells[0].source and cells[0].outputs == []
     assert setup.main(["--check", str(path)]) == 1, "the URL in _config.yml is not the example's"
+    assert setup.sync(path, setup.repository_url()) is True
+    assert setup.main(["--check", str(path)]) == 0
 
 
 def test_repository_url_is_read_from_the_config(tmp_path):
