@@ -34,12 +34,12 @@ class Progress:
     True
     """
 
-    def __init__(self, label: str, *, stream: TextIO | None = None, quiet_seconds: float = QUIET_SECONDS) -> None:
+    def __init__(self, label: str, *, stream: TextIO | None = None, quiet_seconds: float | None = None) -> None:
         self.label = label
         self.done = 0
         self._stream = stream
         self._started = time.monotonic()
-        self._quiet_until = self._started + quiet_seconds
+        self._quiet_until = self._started + (QUIET_SECONDS if quiet_seconds is None else quiet_seconds)
         self._shown_at: float | None = None
 
     def __call__(self, count: int) -> None:

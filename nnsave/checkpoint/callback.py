@@ -22,12 +22,11 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 from .. import api
 from ..errors import InvalidArgumentError
-from ..paths import PathLike
+from ..paths import Location, PathLike
 from .folder import CheckpointFolder
 from .index import (
     INDEX_NAME,
@@ -60,9 +59,13 @@ class CheckpointerBase:
 
     Parameters
     ----------
-    directory : str, bytes or os.PathLike
+    directory : str, bytes, os.PathLike or URL
         Where the checkpoints go; created when training starts if missing.
-        Leftover temporary files of interrupted saves are removed then.
+        Leftover temporary files of interrupted saves are removed then. A URL
+        (``s3://bucket/runs/digits``) keeps them on an object store, with the
+        same retention, index and resume; there, one writer per directory
+        (an object store has no lock), and leftovers are removed once older
+        than :data:`nnsave.objectstore.STALE_SECONDS`.
     every_n_epochs : int, default 1
         Save after every epoch whose count is a multiple of this.
     max_to_keep : int, default 5
@@ -80,6 +83,8 @@ class CheckpointerBase:
         When training ends after an epoch that was not saved (12 epochs with
         ``every_n_epochs=5``, or an early stop), save that last epoch too, so
         that no trained epoch is lost.
+    storage_options : dict, optional
+        For a URL: options for fsspec, as :func:`nnsave.save` takes them.
 
     Raises
     ------
@@ -127,6 +132,7 @@ class CheckpointerBase:
         mode: str = "min",
         keep_best: bool = False,
         save_on_train_end: bool = True,
+        storage_options: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()
         check_count("every_n_epochs", every_n_epochs)
@@ -141,7 +147,7 @@ class CheckpointerBase:
             raise InvalidArgumentError(
                 "keep_best=True needs monitor=..., the log key that decides which checkpoint is best."
             )
-        self._folder = CheckpointFolder(directory)
+        self._folder = CheckpointFolder(directory, storage_options)
         self.directory = self._folder.directory
         self._folder.require(may_be_missing=True)
         self.every_n_epochs = every_n_epochs
@@ -177,7 +183,7 @@ class CheckpointerBase:
 
     # ------------------------------------------------------------------- saving
 
-    def save(self, epoch: int, logs: Mapping[str, Any]) -> Path:
+    def save(self, epoch: int, logs: Mapping[str, Any]) -> Location:
         """Save the model as the checkpoint of ``epoch``, then apply retention.
 
         ``fit`` calls this through the callback; call it yourself only to
