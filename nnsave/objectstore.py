@@ -135,8 +135,10 @@ _UNCOMMITTED_UPLOADS = {"s3", "s3a", "gs", "gcs"}
 STALE_SECONDS = 3600.0
 #: Downloads up to this size stay in memory; larger ones go to a private temporary file.
 MEMORY_LIMIT = 32 << 20
-#: Bytes asked of the store per read.
+#: Bytes asked of the store per read, and sent per part of an upload.
 _CHUNK = 8 << 20
+#: How often a download starts again when the object is replaced under it.
+_FETCH_ATTEMPTS = 5
 
 Progress = Callable[[int], None] | None
 
@@ -701,8 +703,29 @@ def fetch(location: ObjectPath, algorithms: Iterable[str], *, progress: Progress
     nnsave.FileMissingError, nnsave.PathError
         The object is missing or cannot be read.
     """
-    seen = identity(location)
-    if seen is None:
-        raise FileMissingError(f"No such object: {location}. Check the URL.", str(location))
-    with _errors(location, "read"), location.fs.open(location.key, "rb", block_size=_CHUNK, cache_type="none") as stream:
-        return read_stream(stream, algorithms, progress=progress, source=location, seen=seen)
+    for attempt in range(_FETCH_ATTEMPTS):
+        seen = identity(location)
+        if seen is None:
+            raise FileMissingError(f"No such object: {location}. Check the URL.", str(location))
+        with _errors(location, "read"):
+            try:
+                with location.fs.open(location.key, "rb", block_size=_CHUNK, cache_type="none") as stream:
+                    return read_stream(stream, algorithms, progress=progress, source=location, seen=seen)
+            except OSError as error:
+                if not _replaced_while_read(error):
+                    raise
+        time.sleep(0.05 * (attempt + 1))  # a writer replaced it mid-download: read the new one
+    raise PathError(
+        f"{location} was replaced {_FETCH_ATTEMPTS} times while it was being read. Wait for "
+        "the process that keeps saving it, then load again.",
+        str(location),
+    )
+
+
+def _replaced_while_read(error: OSError) -> bool:
+    """True if the store refused a read because the object changed since it started (S3's If-Match)."""
+    try:
+        from s3fs.utils import FileExpired
+    except ModuleNotFoundError:
+        return False
+    return isinstance(error, FileExpired)

@@ -47,21 +47,35 @@ def trained_sequential(keras, digits):
 
 
 @pytest.fixture(scope="session")
-def s3_endpoint():
-    """A real S3 API on 127.0.0.1: moto's server on a free port, for the whole session."""
-    import logging
+def s3_endpoint(tmp_path_factory):
+    """A real S3 API on 127.0.0.1: moto's server, in a process of its own, on a free port."""
     import socket
+    import subprocess
+    import sys
+    import time
 
-    from moto.server import ThreadedMotoServer
-
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one line per request otherwise
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
+    log = tmp_path_factory.mktemp("moto") / "server.log"
+    with open(log, "wb") as output:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+            stdout=output, stderr=subprocess.STDOUT,
+        )
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            if server.poll() is not None or time.monotonic() > deadline:
+                server.kill()
+                raise RuntimeError(f"moto's server did not start: {log.read_text()[-2000:]}") from None
+            time.sleep(0.1)
     yield f"http://127.0.0.1:{port}"
-    server.stop()
+    server.terminate()
+    server.wait(timeout=30)
 
 
 @pytest.fixture
