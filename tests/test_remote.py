@@ -304,3 +304,14 @@ def test_the_cli_shows_progress_when_asked(bucket, monkeypatch, capsys):
     nnsave.save({"w": np.zeros(200_000)}, url)
     assert cli.main(["verify", "--progress", url]) == cli.EXIT_OK
     assert f"nnsave: reading {url}: 1.6 MB" in capsys.readouterr().err
+
+
+def test_roundtrip_can_go_through_an_object_store(bucket):
+    from sklearn.linear_model import LinearRegression
+
+    model = LinearRegression().fit([[0.0], [1.0]], [0.0, 2.0])
+    report = nnsave.roundtrip(model, [[3.0]], path=f"{bucket}/rt/model.joblib")
+    assert report.ok and report.format == "joblib" and report.size > 0
+    assert _keys(f"{bucket}/rt") == ["model.joblib", "model.joblib" + MANIFEST_SUFFIX]
+    with pytest.raises(InvalidArgumentError, match="not both"):
+        nnsave.roundtrip(model, [[3.0]], path=f"{bucket}/rt/model.joblib", suffix=".skops")
