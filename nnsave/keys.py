@@ -81,9 +81,16 @@ class SigningKey:
         return self.source is not KeySource.USER_FILE
 
     def describe(self) -> str:
-        if self.location is not None:
-            return f"{self.source.value} {self.location} (id {self.key_id})"
-        return f"the {self.source.value} (id {self.key_id})"
+        """The key in words, by its id: never its secret, and not its file's path.
+
+        The path differs from one machine to the next; ``nnsave key`` prints it.
+        """
+        words = {
+            KeySource.ARGUMENT: "the key passed as key=",
+            KeySource.ENVIRONMENT: f"the key in {KEY_VARIABLE}",
+            KeySource.USER_FILE: "your own key",
+        }[self.source]
+        return f"{words} (id {self.key_id})"
 
 
 def user_key_path() -> Path:

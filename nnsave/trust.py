@@ -35,7 +35,7 @@ from pathlib import Path
 
 from .errors import IntegrityError, NNSaveError, Problem, UntrustedFileError
 from .formats import FileFacts
-from .keys import SignatureStatus, SigningKey, user_key_path
+from .keys import KeySource, SignatureStatus, SigningKey
 
 __all__ = [
     "Integrity",
@@ -316,9 +316,9 @@ def _signature_words(evidence: Evidence) -> str:
 
 def _how_to_vouch(evidence: Evidence, key: SigningKey | None) -> str:
     own = (
-        f"Files you save yourself are signed with your key ({key.describe()}) and load as they are."
-        if key is not None
-        else f"Files you save yourself are signed with your own key (kept in {user_key_path()}) and load as they are."
+        f"Files you save yourself are signed with {key.describe()} and load as they are."
+        if key is not None and key.source is KeySource.USER_FILE
+        else "Files you save yourself are signed with your own key (`nnsave key` shows where it lives) and load as they are."
     )
     return (
         f"{own} For a file from someone else: load it with key= (or NNSAVE_KEY) set to "

@@ -142,4 +142,5 @@ def test_every_refusal_names_the_file_and_says_what_to_do():
         assert str(path) in str(error) or "details" in str(error), reason
     unvouched = trust.refusal(path, trust.Decision(Verdict.REFUSE, Reason.CODE_UNVOUCHED), PICKLE, INTACT, Request(), key)
     text = str(unvouched)
-    assert "signing.key" in text and "key=" in text and "expected_sha256" in text and "trusted=True" in text
+    assert "your own key (id " in text and "key=" in text and "expected_sha256" in text and "trusted=True" in text
+    assert "/home/me" not in text, "a message must read the same on every machine"

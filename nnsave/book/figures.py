@@ -306,13 +306,230 @@ TRANSLATIONS["zh_CN"].update({
 # --- overfitting -------------------------------------------------------------
 
 
+def overfitting_curves(history, best_epoch, lang="en"):
+    """Training and validation cross-entropy and accuracy, epoch by epoch.
+
+    ``history`` is a Keras ``History.history`` dictionary with the keys ``ce``,
+    ``val_ce``, ``accuracy`` and ``val_accuracy``; a dashed line marks ``best_epoch``.
+    """
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    epochs = np.arange(1, len(history["ce"]) + 1)
+    fig, (ax_loss, ax_accuracy) = plt.subplots(1, 2, figsize=(7.4, 3.4))
+    panels = [(ax_loss, "ce", "cross-entropy", (0, 1.5)),
+              (ax_accuracy, "accuracy", "accuracy", (0.5, 1.02))]
+    for ax, key, quantity, limits in panels:
+        ax.plot(epochs, history[key], label=_label("training", lang))
+        ax.plot(epochs, history["val_" + key], label=_label("validation", lang))
+        ax.axvline(best_epoch, color="grey", linestyle="--", linewidth=1,
+                   label=_label("lowest validation loss", lang))
+        ax.set_ylim(*limits)
+        ax.set_xlabel(_label("epoch", lang))
+        ax.set_ylabel(_label(quantity, lang))
+    # One legend for both panels, above them, where it cannot cover a curve.
+    fig.legend(*ax_loss.get_legend_handles_labels(), loc="upper center", ncol=3,
+               frameon=False)
+    fig.tight_layout(rect=(0, 0, 1, 0.9))
+    return fig
+
+
+def remedy_curves(histories, baseline_val_ce, lang="en"):
+    """One small panel per remedy: its training and validation cross-entropy.
+
+    ``histories`` maps each remedy's name to its Keras history dictionary;
+    ``baseline_val_ce`` is drawn dashed in every panel for comparison.
+    """
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    fig, axes = plt.subplots(2, 3, figsize=(7.4, 5.2), sharex=True, sharey=True)
+    baseline_epochs = np.arange(1, len(baseline_val_ce) + 1)
+    for ax, (name, history) in zip(axes.flat, histories.items()):
+        epochs = np.arange(1, len(history["ce"]) + 1)
+        ax.plot(baseline_epochs, baseline_val_ce, color="grey", linestyle="--",
+                linewidth=1, label=_label("baseline, validation", lang))
+        ax.plot(epochs, history["ce"], label=_label("training", lang))
+        ax.plot(epochs, history["val_ce"], label=_label("validation", lang))
+        ax.set_title(_label(name, lang), fontsize=10)
+        ax.set_ylim(0, 1.2)
+    for ax in axes[1]:
+        ax.set_xlabel(_label("epoch", lang))
+    for ax in axes[:, 0]:
+        ax.set_ylabel(_label("cross-entropy", lang))
+    fig.legend(*axes.flat[0].get_legend_handles_labels(), loc="upper center", ncol=3,
+               frameon=False)
+    fig.tight_layout(rect=(0, 0, 1, 0.94))
+    return fig
+
+
+TRANSLATIONS["zh_CN"].update({
+    "training": "训练集",
+    "validation": "验证集",
+    "lowest validation loss": "验证损失最低处",
+    "epoch": "轮次",
+    "cross-entropy": "交叉熵",
+    "accuracy": "准确率",
+    "baseline, validation": "基线，验证集",
+    "more data": "更多数据",
+    "smaller model": "更小的模型",
+    "L2 (λ = 0.003)": "L2（λ = 0.003）",
+    "L1 (λ = 0.0003)": "L1（λ = 0.0003）",
+    "dropout (p = 0.5)": "dropout（p = 0.5）",
+    "early stopping": "提前停止",
+})
+
 
 # --- saving (Part II) ---------------------------------------------------------
 
 
+def weights_as_images(pixels, png_error, jpg_error, lang="en"):
+    """A weight matrix stored as an 8-bit grey image, and each weight's error after
+    a PNG and a JPEG round trip.
+
+    All three arrays have the kernel's shape (inputs × neurons) and are drawn
+    transposed, one row per neuron. The two error maps share one colour scale,
+    so that their sizes can be compared at a glance.
+    """
+    import matplotlib.pyplot as plt
+
+    largest_error = max(float(png_error.max()), float(jpg_error.max()))
+    panels = [(pixels, "gray", None, "the kernel as an 8-bit PNG (grey levels 0-255)"),
+              (png_error, "viridis", largest_error, "|error| after PNG"),
+              (jpg_error, "viridis", largest_error, "|error| after JPEG")]
+    fig, axes = plt.subplots(3, 1, figsize=(7, 6.4), sharex=True,
+                             constrained_layout=True)
+    for ax, (image, colours, top, title) in zip(axes, panels):
+        shown = ax.imshow(image.T, cmap=colours, vmin=0 if top else None, vmax=top,
+                          aspect="auto")
+        ax.set_title(_label(title, lang), fontsize=10)
+        ax.set_ylabel(_label("hidden neuron", lang))
+        fig.colorbar(shown, ax=ax, pad=0.02)
+    axes[-1].set_xlabel(_label("input pixel", lang))
+    return fig
+
+
+TRANSLATIONS["zh_CN"].update({
+    "the kernel as an 8-bit PNG (grey levels 0-255)": "以 8 位 PNG 保存的权重矩阵（灰度 0-255）",
+    "|error| after PNG": "经 PNG 往返后的 |误差|",
+    "|error| after JPEG": "经 JPEG 往返后的 |误差|",
+    "hidden neuron": "隐藏层神经元",
+    "input pixel": "输入像素",
+})
+
 
 # --- choosing a format ---------------------------------------------------------
 
+#: The flowchart's boxes: name -> (x, y, text, kind), in inches from the bottom left.
+_FORMAT_CHART_BOXES = {
+    "start": (3.55, 6.55, "What are you saving?", "question"),
+    "serving": (2.95, 5.35, "Must it run without Python,\nin TF Serving or TF Lite?",
+                "question"),
+    "loop": (2.95, 4.2, "Saving often, in a custom\ntraining loop?", "question"),
+    "code": (2.95, 3.05, "Only the weights, with the\nmodel-building code at hand?",
+             "question"),
+    "large": (2.95, 1.9, "Hundreds of megabytes,\nor read by other tools?", "question"),
+    "savedmodel": (0.85, 5.35, "SavedModel\nfor serving", "format"),
+    "checkpoint": (0.85, 4.2, "TF checkpoint\ncustom loops", "format"),
+    "weights": (0.85, 3.05, ".weights.h5\nweights only", "format"),
+    "safetensors": (0.85, 1.9, ".safetensors\nlarge models", "format"),
+    "keras": (2.95, 0.6, ".keras\nthe default", "format"),
+    "shared": (5.85, 5.35, "Published, or loaded by\npeople outside your team?",
+               "question"),
+    "skops": (5.2, 4.05, ".skops\nno pickle", "format"),
+    "joblib": (6.5, 4.05, ".joblib\na pickle", "format"),
+}
+
+#: The flowchart's arrows: (from, side, to, side, label).
+_FORMAT_CHART_ARROWS = [
+    ("start", "bottom", "serving", "top", "a Keras model"),
+    ("start", "bottom", "shared", "top", "a scikit-learn model,\nor any Python object"),
+    ("serving", "left", "savedmodel", "right", "yes"),
+    ("loop", "left", "checkpoint", "right", "yes"),
+    ("code", "left", "weights", "right", "yes"),
+    ("large", "left", "safetensors", "right", "yes"),
+    ("serving", "bottom", "loop", "top", "no"),
+    ("loop", "bottom", "code", "top", "no"),
+    ("code", "bottom", "large", "top", "no"),
+    ("large", "bottom", "keras", "top", "no"),
+    ("shared", "bottom", "skops", "top", "yes"),
+    ("shared", "bottom", "joblib", "top", "no"),
+]
+
+
+def format_flowchart(lang="en"):
+    """Questions that lead to a format: Keras models on the left, others on the right.
+
+    Every box but the first is reached by an arrow. The figure is drawn at the
+    width of the book's text column, so its text stays at least 12 px high.
+    """
+    import matplotlib.pyplot as plt
+
+    styles = {
+        "question": dict(boxstyle="round,pad=0.35", facecolor="#fff4d6",
+                         edgecolor="#b8860b"),
+        "format": dict(boxstyle="round,pad=0.35", facecolor="#dff0e3",
+                       edgecolor="#2e7d32"),
+    }
+    width, height = 7.2, 7.0
+    fig = plt.figure(figsize=(width, height))
+    ax = fig.add_axes((0, 0, 1, 1))  # one data unit is one inch
+    ax.set_xlim(0, width)
+    ax.set_ylim(0, height)
+    ax.axis("off")
+    boxes = {name: ax.text(x, y, _label(text, lang), ha="center", va="center",
+                           fontsize=10, bbox=styles[kind], zorder=3)
+             for name, (x, y, text, kind) in _FORMAT_CHART_BOXES.items()}
+    fig.canvas.draw()  # the boxes' sizes are known only once their text is laid out
+    to_data = ax.transData.inverted()
+
+    def side_of(name, side):
+        extent = boxes[name].get_bbox_patch().get_window_extent()
+        (x0, y0), (x1, y1) = to_data.transform(extent)
+        return {"top": ((x0 + x1) / 2, y1), "bottom": ((x0 + x1) / 2, y0),
+                "left": (x0, (y0 + y1) / 2), "right": (x1, (y0 + y1) / 2)}[side]
+
+    for source, source_side, target, target_side, label in _FORMAT_CHART_ARROWS:
+        start, end = side_of(source, source_side), side_of(target, target_side)
+        ax.annotate("", xy=end, xytext=start, zorder=2,
+                    arrowprops=dict(arrowstyle="-|>", color="#555555", lw=1.2,
+                                    shrinkA=0, shrinkB=1))
+        middle = ((start[0] + end[0]) / 2, (start[1] + end[1]) / 2)
+        # Each label sits on the side of its arrow where the line is not.
+        if abs(end[1] - start[1]) < 0.01:  # sideways
+            placement = dict(xytext=(0, 3), ha="center", va="bottom")
+        elif abs(end[0] - start[0]) < 0.01:  # straight down
+            placement = dict(xytext=(6, 0), ha="left", va="center")
+        elif end[0] < start[0]:  # down and to the left
+            placement = dict(xytext=(-4, 4), ha="right", va="bottom")
+        else:  # down and to the right
+            placement = dict(xytext=(4, 4), ha="left", va="bottom")
+        ax.annotate(_label(label, lang), middle, textcoords="offset points",
+                    fontsize=9.5, style="italic", color="#333333", **placement)
+    return fig
+
+
+TRANSLATIONS["zh_CN"].update({
+    "What are you saving?": "要保存的是什么？",
+    "Must it run without Python,\nin TF Serving or TF Lite?":
+        "需要脱离 Python 运行，\n例如 TF Serving 或 TF Lite？",
+    "Saving often, in a custom\ntraining loop?": "在自定义训练循环中\n频繁保存？",
+    "Only the weights, with the\nmodel-building code at hand?":
+        "只需要权重，并且手头\n有构建模型的代码？",
+    "Hundreds of megabytes,\nor read by other tools?": "数百 MB 以上，\n或需要其他工具读取？",
+    "SavedModel\nfor serving": "SavedModel\n用于部署",
+    "TF checkpoint\ncustom loops": "TF checkpoint\n自定义循环",
+    ".weights.h5\nweights only": ".weights.h5\n仅权重",
+    ".safetensors\nlarge models": ".safetensors\n大模型",
+    ".keras\nthe default": ".keras\n默认格式",
+    "Published, or loaded by\npeople outside your team?": "会公开发布，\n或由团队外的人加载吗？",
+    ".skops\nno pickle": ".skops\n不含 pickle",
+    ".joblib\na pickle": ".joblib\n基于 pickle",
+    "a Keras model": "Keras 模型",
+    "a scikit-learn model,\nor any Python object": "scikit-learn 模型\n或其他 Python 对象",
+    "yes": "是",
+    "no": "否",
+})
 
 
 # --- performance -------------------------------------------------------------
