@@ -409,12 +409,115 @@ def weights_as_images(pixels, png_error, jpg_error, lang="en"):
     return fig
 
 
+# quick start, saving Keras, scikit-learn
+
+
+def keras_archive(sizes, lang="en"):
+    """What ``model.save`` writes to a ``.keras`` file, and the manifest nnsave adds.
+
+    ``sizes`` maps each member of the archive (``metadata.json``,
+    ``config.json``, ``model.weights.h5``) to its size as printed text.
+    """
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import FancyBboxPatch
+
+    fig, ax = plt.subplots(figsize=(7.4, 3.6))
+    ax.set_xlim(0, 11)
+    ax.set_ylim(0, 5)
+    ax.axis("off")
+
+    def box(x, y, width, height, title, lines, colour):
+        ax.add_patch(FancyBboxPatch((x, y), width, height, boxstyle="round,pad=0.05",
+                                    facecolor=colour, edgecolor="black", linewidth=1))
+        ax.text(x + 0.15, y + height - 0.15, title, fontsize=9.5, fontweight="bold",
+                va="top")
+        ax.text(x + 0.15, y + height - 0.6, "\n".join(_label(line, lang) for line in lines),
+                fontsize=9, va="top", linespacing=1.4)
+
+    box(0.1, 0.1, 6.3, 4.75, _label("digits.keras: a zip archive", lang), [], "#f2f2f2")
+    box(0.35, 3.45, 5.8, 0.85, f"metadata.json ({sizes['metadata.json']})",
+        ["Keras version, date saved"], "#fff2cc")
+    box(0.35, 2.05, 5.8, 1.2, f"config.json ({sizes['config.json']})",
+        ["architecture: layers, units, activations",
+         "compile settings: optimizer, loss, metrics"], "#dae8fc")
+    box(0.35, 0.3, 5.8, 1.55, f"model.weights.h5 ({sizes['model.weights.h5']}, HDF5)",
+        ["layers/...: kernels and biases",
+         "optimizer/...: step counter, learning rate,",
+         "    Adam's two averages per weight"], "#d5e8d4")
+    box(7.2, 1.2, 3.7, 2.55, "digits.keras.nnsave.json",
+        ["written by nnsave:", "digest and size", "library versions",
+         "class, your metadata", "signature (your key)"], "#f8cecc")
+    ax.annotate("", xy=(6.5, 2.45), xytext=(7.15, 2.45),
+                arrowprops={"arrowstyle": "->", "linewidth": 1.5})
+    ax.text(6.82, 2.62, _label("checks", lang), fontsize=9, ha="center")
+    return fig
+
+
+def compression_tradeoff(results, methods, levels, lang="en"):
+    """File size against CPU time to write and to read, one line per joblib method.
+
+    ``results[method, level]`` holds ``size`` in bytes and ``save`` and ``load``
+    times in seconds; level 0 (no compression) is drawn once, as a black square.
+    """
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import LogLocator, NullFormatter, ScalarFormatter
+
+    fig, axes = plt.subplots(1, 2, figsize=(7.4, 3.6), sharey=True)
+    panels = [(axes[0], "save", "CPU time to write (ms)"),
+              (axes[1], "load", "CPU time to read (ms)")]
+    for ax, key, axis_label in panels:
+        plain = results[methods[0], 0]
+        ax.plot(1000 * plain[key], plain["size"] / 1024, "ks", clip_on=False,
+                label=_label("level 0 (none)", lang))
+        for method in methods:
+            times = [1000 * results[method, level][key] for level in levels[1:]]
+            sizes = [results[method, level]["size"] / 1024 for level in levels[1:]]
+            ax.plot(times, sizes, "o-", alpha=0.8, clip_on=False, label=method)
+            if method in ("zlib", "bz2", "lzma"):  # gzip and xz lie on top of these
+                for level, x, y in zip(levels[1:], times, sizes):
+                    ax.annotate(str(level), (x, y), textcoords="offset points",
+                                xytext=(4, 3), fontsize=7)
+        ax.set_xscale("log")
+        ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1, 2, 5)))
+        ax.xaxis.set_major_formatter(ScalarFormatter())
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.margins(x=0.15, y=0.1)  # room for the markers at the ends
+        ax.set_xlabel(_label(axis_label, lang))
+    axes[0].set_yscale("log")
+    axes[0].yaxis.set_major_formatter(ScalarFormatter())
+    axes[0].yaxis.set_minor_formatter(NullFormatter())
+    axes[0].set_yticks([100, 200, 500, 1000])
+    axes[0].set_ylabel(_label("file size (KB)", lang))
+    # Above the panels, the legend cannot cover a marker.
+    fig.legend(*axes[0].get_legend_handles_labels(), loc="upper center", ncol=6,
+               fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0, 1, 0.92))
+    return fig
+
+
 TRANSLATIONS["zh_CN"].update({
     "the kernel as an 8-bit PNG (grey levels 0-255)": "以 8 位 PNG 保存的权重矩阵（灰度 0-255）",
     "|error| after PNG": "经 PNG 往返后的 |误差|",
     "|error| after JPEG": "经 JPEG 往返后的 |误差|",
     "hidden neuron": "隐藏层神经元",
     "input pixel": "输入像素",
+    "digits.keras: a zip archive": "digits.keras：一个 zip 压缩包",
+    "Keras version, date saved": "Keras 版本、保存日期",
+    "architecture: layers, units, activations": "模型结构：层、单元数、激活函数",
+    "compile settings: optimizer, loss, metrics": "编译设置：优化器、损失、指标",
+    "layers/...: kernels and biases": "layers/...：权重矩阵和偏置",
+    "optimizer/...: step counter, learning rate,": "optimizer/...：步数计数器、学习率、",
+    "    Adam's two averages per weight": "    Adam 为每个权重保存的两个平均值",
+    "written by nnsave:": "由 nnsave 写入：",
+    "digest and size": "摘要和大小",
+    "library versions": "库的版本",
+    "class, your metadata": "类名、你的元数据",
+    "signature (your key)": "签名（你的密钥）",
+    "checks": "校验",
+    "level 0 (none)": "级别 0（不压缩）",
+    "CPU time to write (ms)": "写入的 CPU 时间（毫秒）",
+    "CPU time to read (ms)": "读取的 CPU 时间（毫秒）",
+    "file size (KB)": "文件大小（KB）",
 })
 
 
