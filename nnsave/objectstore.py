@@ -2,13 +2,13 @@
 
 nnsave saves to and loads from ``s3://``, ``gs://``, ``az://`` and
 ``memory://`` URLs through fsspec (``file://`` URLs are plain local paths and
-take the local route, :mod:`nnsave.storage`). ``storage_options`` go to
+take the local route, ``nnsave.storage``). ``storage_options`` go to
 fsspec as they are, and each store's own environment variables work (for S3:
 ``AWS_ENDPOINT_URL``, ``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``).
 
 Object stores cannot rename, so the local protocol (stage, then rename into
 place) does not carry over. This is the protocol that replaces it; for a
-target ``m.keras`` a save runs five steps (:func:`nnsave.artifact.write_pair`):
+target ``m.keras`` a save runs five steps (``nnsave.artifact.write_pair``):
 
 1. Stream the payload to its final key, hashing while it uploads, without
    committing the upload: on S3 the parts of a multipart upload are sent,
@@ -52,7 +52,7 @@ the check happens just before the copy of step 3, and is **not atomic**.
 Torn uploads. A save killed before step 3 leaves an uncommitted multipart
 upload (S3), and perhaps a staged manifest or staging object. Nothing takes
 a lock, so what is stale is told by age: leftovers older than
-:data:`STALE_SECONDS` are removed by :func:`nnsave.artifact.recover` (every
+:data:`STALE_SECONDS` are removed by ``nnsave.artifact.recover`` (every
 save runs it on its own key's staging objects; :class:`nnsave.Checkpointer`
 runs it on its directory when training starts; ``nnsave clean`` runs it on
 any directory). GCS forgets an unfinished resumable upload after a week, and
