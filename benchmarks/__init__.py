@@ -4,5 +4,5 @@ Run them with ``make bench`` (about twelve minutes on two cores) or
 ``make bench-quick`` (under a minute); ``python -m benchmarks.run --help``
 lists the options. The results land in ``benchmarks/results/`` as JSON, a
 markdown table and a plot; the book's appendix, ``book/performance.ipynb``,
-reads that JSON.
+quotes their figures.
 """

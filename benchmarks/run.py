@@ -60,6 +60,13 @@ CHILD_TIMEOUT_S = 900
 #: is measured (see _warm_memory); Keras's load_model needs about three.
 WARM_MEMORY_FACTOR = 3
 
+#: Measurements beside the workloads, each in a parent of its own.
+EXTRA_MEASUREMENTS = ("hashing", "checkpoint")
+#: The ones ``--quick`` runs without being named: it must finish within a
+#: minute in CI, and the checkpoint measurement alone starts three processes
+#: that import TensorFlow (``--quick --only checkpoint`` runs it on 1 MB).
+QUICK_EXTRA_MEASUREMENTS = ("hashing",)
+
 #: What the parent built and a forked child inherits: the payload, the disk
 #: route's bytes, the expected fingerprint.
 SHARED: dict[str, Any] = {}
@@ -427,7 +434,7 @@ def measure_workload(workload: Any, rounds: int, scratch: Path, log: Callable[[s
 
 
 def measure_hashing(size: int, rounds: int, scratch: Path) -> dict[str, Any]:
-    """nnsave's verifying read (open once, map, BLAKE3) of a file in the page cache, and sha256 over memory."""
+    """nnsave's verifying read (open once, map, BLAKE3) of a file in the page cache; BLAKE3 and SHA-256 over memory."""
     import hashlib
 
     import numpy as np
@@ -451,7 +458,11 @@ def measure_hashing(size: int, rounds: int, scratch: Path) -> dict[str, Any]:
         _, from_file = timed(verify_read)
         began = time.perf_counter()
         hashlib.sha256(memory).digest()
-        return {"file_seconds": from_file["seconds"], "memory_seconds": time.perf_counter() - began}
+        sha256_seconds = time.perf_counter() - began
+        began = time.perf_counter()
+        hash_buffer(memory, [DEFAULT_ALGORITHM])
+        return {"file_seconds": from_file["seconds"], "memory_seconds": sha256_seconds,
+                "blake3_memory_seconds": time.perf_counter() - began}
 
     runs = []
     for index in range(rounds):
@@ -463,12 +474,66 @@ def measure_hashing(size: int, rounds: int, scratch: Path) -> dict[str, Any]:
     path.unlink()
     file_seconds = median([r["file_seconds"] for r in runs])
     memory_seconds = median([r["memory_seconds"] for r in runs])
+    blake3_seconds = median([r["blake3_memory_seconds"] for r in runs])
     return {
         "file_bytes": size,
         "runs_seconds": [round(r["file_seconds"], 4) for r in runs],
         "hash_file_gbps": size / file_seconds / 1e9,
         "sha256_memory_gbps": len(memory) / memory_seconds / 1e9,
+        "blake3_memory_gbps": len(memory) / blake3_seconds / 1e9,
     }
+
+
+def measure_checkpointing(workload: Any, rounds: int, scratch: Path) -> dict[str, Any]:
+    """How long a checkpoint holds up training, with ``Checkpointer(background=False)`` and ``True``.
+
+    One child per mode compiles the workload's model with Adam (whose state
+    makes the checkpoint three times the weights) and calls the callback's
+    ``on_epoch_end`` as ``fit`` does, once per round. *Blocked* is how long
+    that call takes on the training thread. With ``background=True`` it is
+    the snapshot into host memory; the rest of the write, timed by ``wait()``
+    right after, overlaps with the next epoch in real training (it blocks
+    only if an epoch is shorter than the write).
+    """
+    import keras
+
+    import nnsave
+
+    _prepare(workload)
+
+    def child(background: bool) -> dict[str, Any]:
+        _child_setup(workload, ("weights",))
+        model = _build_model(workload, with_weights=True)
+        model.compile(optimizer=keras.optimizers.Adam(), loss="mse")
+        model.optimizer.build(model.trainable_variables)  # its state exists, as after a training step
+        folder = scratch / f"checkpoints-{background}"
+        checkpointer = nnsave.Checkpointer(folder, max_to_keep=2, background=background)
+        checkpointer.set_model(model)
+        checkpointer.on_train_begin()
+        blocked, written = [], []
+        for epoch in range(rounds):
+            began = time.perf_counter()
+            checkpointer.on_epoch_end(epoch, {"loss": 1.0})
+            blocked.append(time.perf_counter() - began)
+            checkpointer.wait()
+            written.append(time.perf_counter() - began)
+        file_bytes = nnsave.latest_checkpoint(folder).stat().st_size
+        shutil.rmtree(folder)
+        # Round 0 is the warm-up.
+        return {"blocked_seconds": blocked[1:], "written_seconds": written[1:], "file_bytes": file_bytes}
+
+    figures: dict[str, Any] = {"name": workload.name, "description": workload.description}
+    for background in (False, True):
+        result = in_child(lambda: child(background))
+        if not result["ok"]:
+            raise RuntimeError(result["error"])
+        figures["file_bytes"] = result["file_bytes"]
+        figures["background" if background else "synchronous"] = {
+            "blocked_seconds": median(result["blocked_seconds"]),
+            "written_seconds": median(result["written_seconds"]),
+            "runs_blocked_seconds": [round(seconds, 4) for seconds in result["blocked_seconds"]],
+        }
+    return figures
 
 
 def _parent_main(args: argparse.Namespace) -> None:
@@ -480,6 +545,9 @@ def _parent_main(args: argparse.Namespace) -> None:
     log = lambda line: print(line, file=sys.stderr, flush=True)  # noqa: E731
     if args.parent == "hashing":
         result = measure_hashing((64 << 20) if args.quick else (1 << 30), rounds, scratch)
+    elif args.parent == "checkpoint":
+        workload = next(w for w in WORKLOADS if w.name == ("keras-1MB" if args.quick else "keras-100MB"))
+        result = measure_checkpointing(workload, rounds, scratch)
     else:
         workload = next(w for w in (QUICK_WORKLOADS if args.quick else WORKLOADS) if w.name == args.parent)
         result = measure_workload(workload, rounds, scratch, log)
@@ -511,7 +579,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="small workloads only (CI smoke test, 1-2 minutes)")
     parser.add_argument("--runs", type=int, default=3, help="measured runs per route, after one warm-up (default 3)")
-    parser.add_argument("--only", action="append", default=[], help="run only this workload (repeatable); skips hashing unless named")
+    parser.add_argument("--only", action="append", default=[], help="run only this workload (repeatable); skips hashing and checkpoint unless named")
     parser.add_argument("--out", type=Path, help="output folder (default benchmarks/results, or _build/bench-quick with --quick)")
     parser.add_argument("--scratch", help=argparse.SUPPRESS)
     parser.add_argument("--parent", help=argparse.SUPPRESS)
@@ -529,12 +597,12 @@ def main(argv: list[str] | None = None) -> None:
     out = args.out or (QUICK_RESULTS if args.quick else RESULTS)
     chosen = [w.name for w in (QUICK_WORKLOADS if args.quick else WORKLOADS)]
     if args.only:
-        unknown = set(args.only) - set(chosen) - {"hashing"}
+        unknown = set(args.only) - set(chosen) - set(EXTRA_MEASUREMENTS)
         if unknown:
-            parser.error(f"unknown workloads {sorted(unknown)}; choose from {chosen + ['hashing']}")
-        chosen = [name for name in chosen + ["hashing"] if name in args.only]
+            parser.error(f"unknown workloads {sorted(unknown)}; choose from {chosen + list(EXTRA_MEASUREMENTS)}")
+        chosen = [name for name in chosen + list(EXTRA_MEASUREMENTS) if name in args.only]
     else:
-        chosen.append("hashing")
+        chosen += QUICK_EXTRA_MEASUREMENTS if args.quick else EXTRA_MEASUREMENTS
     began = time.perf_counter()
     results: dict[str, Any] = {
         "schema": 1,
@@ -545,6 +613,7 @@ def main(argv: list[str] | None = None) -> None:
         "settings": {"measured_runs": args.runs, "warmup_runs": 1, "statistic": "median"},
         "workloads": [],
         "hashing": None,
+        "checkpoint": None,
     }
     with tempfile.TemporaryDirectory(prefix="nnsave-bench-") as scratch:
         for name in chosen:
@@ -553,8 +622,8 @@ def main(argv: list[str] | None = None) -> None:
             result = _run_parent(name, args, Path(scratch))
             result["wall_seconds"] = round(time.perf_counter() - started, 1)
             print(f"{name}: {result['wall_seconds']:.0f} s", flush=True)
-            if name == "hashing":
-                results["hashing"] = result
+            if name in EXTRA_MEASUREMENTS:
+                results[name] = result
             else:
                 results["workloads"].append(result)
     results["duration_s"] = round(time.perf_counter() - began, 1)

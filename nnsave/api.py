@@ -183,7 +183,7 @@ def save(
         manifest = build_manifest(
             format_name=handler.name,
             digest=digest,
-            class_path=class_path(obj),
+            class_path=handler.saved_class_path(obj),
             versions={**installed_versions(handler.versions(obj)), **handler.extra_versions(obj)},
             metadata=user_metadata,
             expects=handler.expects(obj),

@@ -391,13 +391,15 @@ def _check(path: Location, format_name: str, extra: tuple[str, ...], rehash: boo
         check, manifest_seen = _attempt(path, format_name, extra, rehash, progress)
         if check.integrity is Integrity.INTACT:
             return check
+        if check.problem is not Problem.DAMAGED_MANIFEST and _roll_forward(check, format_name):
+            return check
+        # Asked only now: a writer may have published its manifest while the
+        # staged copies were searched, and then nothing staged is left to find.
         if attempt + 1 < _ATTEMPTS and (check.handle.changed_since_opened() or _identity(manifest_path(path)) != manifest_seen):
             check.close()  # a writer is at work: read the pair again
             time.sleep(0.01 * (attempt + 1))
             continue
         break
-    if check.problem is not Problem.DAMAGED_MANIFEST:
-        _roll_forward(check, format_name)
     return check
 
 

@@ -9,9 +9,12 @@ working when it calls nnsave instead.
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import sys
+import threading
 import warnings
+from collections.abc import Iterator
 
 __all__ = [
     "NNSaveError",
@@ -37,6 +40,7 @@ __all__ = [
     "UnportableObjectWarning",
     "CheckpointFallbackWarning",
     "warn_caller",
+    "deferred_warnings",
 ]
 
 
@@ -183,13 +187,43 @@ class CheckpointFallbackWarning(UserWarning):
 _LIBRARY_PACKAGES = ("nnsave", "keras", "tensorflow")
 
 
+class _DeferredWarnings(threading.local):
+    """Per thread: the list that collects :func:`warn_caller`'s warnings, if one does."""
+
+    def __init__(self) -> None:
+        self.collected: list[tuple[str, type[Warning]]] | None = None
+
+
+_deferred = _DeferredWarnings()
+
+
+@contextlib.contextmanager
+def deferred_warnings() -> Iterator[list[tuple[str, type[Warning]]]]:
+    """Collect this thread's :func:`warn_caller` warnings instead of giving them.
+
+    A background thread has no caller's line to point at: it collects its
+    warnings, and the thread that waits for it gives them with
+    :func:`warn_caller`, which then points at that thread's caller.
+    """
+    collected: list[tuple[str, type[Warning]]] = []
+    previous, _deferred.collected = _deferred.collected, collected
+    try:
+        yield collected
+    finally:
+        _deferred.collected = previous
+
+
 def warn_caller(message: str, category: type[Warning]) -> None:
     """Warn at the first frame outside nnsave, Keras and TensorFlow: the caller's own line.
 
     A fixed ``stacklevel`` cannot do this: the same warning is reached from
     the caller's ``load`` call directly, from ``resume`` through a few nnsave
-    frames, and from ``fit`` through dozens of Keras frames.
+    frames, and from ``fit`` through dozens of Keras frames. Inside
+    :func:`deferred_warnings`, the warning is collected instead.
     """
+    if _deferred.collected is not None:
+        _deferred.collected.append((message, category))
+        return
     frame = sys._getframe(1)
     level = 2  # warnings.warn counts this function as level 1
     while frame is not None and frame.f_globals.get("__name__", "").split(".", 1)[0] in _LIBRARY_PACKAGES:

@@ -137,7 +137,7 @@ class Decision:
     vouched_by: Vouch | None = None
     #: Types outside the format's safe set that the load may build.
     approved_types: tuple[str, ...] = ()
-    #: The file has no manifest; it loads unverified, with a warning.
+    #: The file has no manifest and no pin checked its bytes; it loads with a warning.
     unverified: bool = False
 
     @property
@@ -213,7 +213,8 @@ def decide(facts: FileFacts, evidence: Evidence, request: Request) -> Decision:
         Verdict.LOAD,
         vouched_by=vouched_by,
         approved_types=approved,
-        unverified=evidence.integrity is Integrity.NO_MANIFEST,
+        # A matching expected_sha256 checked every byte, manifest or not.
+        unverified=evidence.integrity is Integrity.NO_MANIFEST and evidence.pin is not PinStatus.MATCH,
     )
 
 

@@ -1,18 +1,17 @@
-"""Shared by the tests/test_safety_*.py files: sizes, and a ledger of trials and failures.
+"""Shared by the safety and attack tests: sizes, deadlines, and a ledger of trials and failures.
 
 Each safety test file counts what it tried and what broke a promise, and
-writes ``_build/safety/<name>.json`` when its last test is done. Running this
-module merges those summaries into ``book/_data/safety.json``, the copy that
-the book's safety chapter reads::
-
-    python tests/_safety.py
+writes ``_build/safety/<name>.json`` when its last test is done: a record of
+the campaign (trials per case, facts such as how many kills hit a save) to
+read after a run.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
-import sys
+import signal
 import time
 from pathlib import Path
 
@@ -20,9 +19,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 SUMMARY_DIR = ROOT / "_build" / "safety"
-BOOK_DATA = ROOT / "book" / "_data" / "safety.json"
 
-#: The files whose summaries the book shows, in the order it shows them.
+#: The safety test files that keep a ledger, and the title of each.
 SUITES = {
     "kill": "Kill -9 during save",
     "fuzz": "Corruption fuzzing",
@@ -41,6 +39,26 @@ def size_from_environment(name: str, default: int) -> int:
     if number < 1:
         raise ValueError(f"{name} must be a positive whole number, not {value!r}")
     return number
+
+
+@contextlib.contextmanager
+def deadline(seconds: float):
+    """Raise TimeoutError in the block after ``seconds``, even inside a blocked open or read.
+
+    A test of something that could hang runs it under a deadline, so that a
+    hang fails the test instead of stopping the suite. Main thread only (SIGALRM).
+    """
+
+    def expire(signum, frame):
+        raise TimeoutError(f"still running after {seconds} s: it hangs")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 class Ledger:
@@ -103,28 +121,3 @@ def assert_no_failures(failures: list[str], what: str) -> None:
     shown = "\n  - ".join(failures[:8])
     more = f"\n  ... and {len(failures) - 8} more" if len(failures) > 8 else ""
     assert not failures, f"{len(failures)} {what} broke a promise:\n  - {shown}{more}"
-
-
-def merge() -> dict:
-    """Merge ``_build/safety/*.json`` into ``book/_data/safety.json``; return the merged document."""
-    suites = []
-    for name in SUITES:
-        source = SUMMARY_DIR / f"{name}.json"
-        if not source.exists():
-            raise FileNotFoundError(f"{source} is missing: run the safety tests first")
-        suite = json.loads(source.read_text())
-        suites.append({key: suite[key] for key in ("name", "title", "trials", "failures", "seconds", "cases", "facts")})
-    document = {
-        "suites": suites,
-        "total_trials": sum(suite["trials"] for suite in suites),
-        "total_failures": sum(suite["failures"] for suite in suites),
-    }
-    BOOK_DATA.parent.mkdir(parents=True, exist_ok=True)
-    BOOK_DATA.write_text(json.dumps(document, indent=2) + "\n")
-    return document
-
-
-if __name__ == "__main__":
-    merged = merge()
-    print(f"{BOOK_DATA.relative_to(ROOT)}: {merged['total_trials']} trials, {merged['total_failures']} failures")
-    sys.exit(1 if merged["total_failures"] else 0)

@@ -104,3 +104,14 @@ def bucket(s3_environment, request):
     name = re.sub(r"[^a-z0-9-]", "-", request.node.name.lower())[:40].strip("-") + "-" + uuid.uuid4().hex[:8]
     fsspec.filesystem("s3").mkdir(name)
     return f"s3://{name}"
+
+
+@pytest.fixture
+def unsafe_switch_on(keras):
+    """Keras's global switch, as a notebook or library might have left it; restored afterwards."""
+    from keras.src.backend.common import global_state  # only to put the switch back
+
+    before = global_state.get_global_attribute("safe_mode_saving")
+    keras.config.enable_unsafe_deserialization()
+    yield
+    global_state.set_global_attribute("safe_mode_saving", before)

@@ -106,7 +106,7 @@ def test_a_pin_vouches_for_one_exact_file(tmp_path):
     payload.write_bytes(pickle.dumps({"a": 1}))
     pin = hashlib.sha256(payload.read_bytes()).hexdigest()
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", nnsave.UnverifiedFileWarning)
+        warnings.simplefilter("error", nnsave.UnverifiedFileWarning)  # the pin checked every byte
         assert nnsave.load(payload, expected_sha256=pin.upper()) == {"a": 1}
     _hostile_pickle(payload, marker)
     with pytest.raises(IntegrityError, match="not the file you expected"):
@@ -139,6 +139,64 @@ def test_the_bytes_verified_are_the_bytes_loaded(tmp_path, monkeypatch):
     monkeypatch.setattr(trust, "decide", swap_then_decide)
     assert nnsave.load(target) == {"genuine": True}
     assert not marker.exists()
+
+
+class _ReadCounter:
+    """Counts the opens of one file and the bytes read from it by any descriptor."""
+
+    def __init__(self, monkeypatch, path):
+        self.identity = (os.stat(path).st_dev, os.stat(path).st_ino)
+        self.opens, self.bytes_read, self.descriptors = 0, 0, set()
+        real_open, real_preadv, real_read = os.open, os.preadv, os.read
+
+        def counted_open(name, flags, *args, **kwargs):
+            descriptor = real_open(name, flags, *args, **kwargs)
+            status = os.fstat(descriptor)
+            if (status.st_dev, status.st_ino) == self.identity:
+                self.opens += 1
+                self.descriptors.add(descriptor)
+            return descriptor
+
+        def counted_preadv(descriptor, buffers, offset, *args):
+            count = real_preadv(descriptor, buffers, offset, *args)
+            self.bytes_read += count if descriptor in self.descriptors else 0
+            return count
+
+        def counted_read(descriptor, size):
+            data = real_read(descriptor, size)
+            self.bytes_read += len(data) if descriptor in self.descriptors else 0
+            return data
+
+        monkeypatch.setattr(os, "open", counted_open)
+        monkeypatch.setattr(os, "preadv", counted_preadv)
+        monkeypatch.setattr(os, "read", counted_read)
+
+
+@pytest.mark.parametrize(
+    ("suffix", "mapped"),
+    [(".joblib", False), (".joblib", True), (".skops", False), (".keras", False), (".safetensors", False)],
+    ids=["joblib", "joblib-mapped", "skops", "keras", "safetensors"],
+)
+def test_a_verified_load_opens_the_file_once_and_reads_its_bytes_once(tmp_path, monkeypatch, request, suffix, mapped):
+    """Issue 16, read once: the bytes hashed are the bytes deserialised, not read again."""
+    if suffix in (".keras", ".safetensors"):
+        obj = request.getfixturevalue("trained_sequential")
+    else:
+        obj = {"weights": np.arange(1 << 19 if mapped else 1000, dtype=np.float32)}  # 2 MiB: mapped
+    target = nnsave.save(obj, tmp_path / f"model{suffix}")
+    size = target.stat().st_size
+    assert (size >= nnsave.storage.MAP_THRESHOLD) is mapped
+    counter = _ReadCounter(monkeypatch, target)
+    loaded = nnsave.load(target)
+    monkeypatch.undo()
+    assert counter.opens == 1
+    # A copy in private memory (small files), or a mapping (large ones): the
+    # bytes pass once, plus the 16 of the magic-number check.
+    assert counter.bytes_read <= (16 if mapped else size + 16)
+    if suffix in (".joblib", ".skops"):
+        assert np.array_equal(loaded["weights"], obj["weights"])
+    else:
+        assert all(np.array_equal(a, b) for a, b in zip(loaded.get_weights(), obj.get_weights()))
 
 
 def test_damage_is_reported_with_its_kind(tmp_path):

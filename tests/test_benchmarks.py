@@ -43,7 +43,11 @@ def _results(**overrides):
                         "nnsave-mmap": route(None, 0.5, 100.0), "nnsave-mmap-repeat": route(None, 0.05, 100.0),
                         "disk": route(0.5, 0.5, 10.0)}},
         ],
-        "hashing": {"file_bytes": 1 << 30, "hash_file_gbps": 1.5, "sha256_memory_gbps": 1.8, "runs_seconds": [0.7]},
+        "hashing": {"file_bytes": 1 << 30, "hash_file_gbps": 6.5, "sha256_memory_gbps": 1.8,
+                    "blake3_memory_gbps": 7.0, "runs_seconds": [0.7]},
+        "checkpoint": {"name": "keras-100MB", "description": "d", "file_bytes": 300 << 20,
+                       "synchronous": {"blocked_seconds": 2.0, "written_seconds": 2.0, "runs_blocked_seconds": [2.0]},
+                       "background": {"blocked_seconds": 0.3, "written_seconds": 2.1, "runs_blocked_seconds": [0.3]}},
     }
     document.update(overrides)
     return document
@@ -61,7 +65,9 @@ def test_targets_are_judged_against_the_raw_route_of_the_same_format():
     assert verdicts[("load time, repeat load", "arrays-1GB")]["met"] is True  # 1.2 <= 1.25
     # Without the extra routes there is no verdict rather than a wrong one.
     assert ("save time, raw made durable", "keras-1MB") not in verdicts
-    assert verdicts[("hashing", "-")]["met"] is True
+    assert verdicts[("hashing", "-")]["met"] is True  # 6.5 GB/s >= 5
+    checkpoint = verdicts[("checkpoint blocks training", "keras-100MB")]
+    assert checkpoint["value"] == pytest.approx(0.15) and checkpoint["met"] is False  # 0.3 s of 2.0 s > 10%
     # skops pairs are skipped when a workload has no skops routes.
     assert not any("skops" in v["detail"] for v in verdicts.values())
 
@@ -77,11 +83,12 @@ def test_ratio_rows_and_markdown(tmp_path):
     rows = {row["workload"]: row for row in report.ratio_rows(_results())}
     assert rows["keras-1MB"]["save_vs_raw"] == pytest.approx(1.05)
     assert rows["arrays-1GB"]["raw_save_vs_disk"] == pytest.approx(2.0)
-    assert rows["arrays-1GB"]["hash_s"] == pytest.approx(1000 / 1.5e9)
+    assert rows["arrays-1GB"]["hash_s"] == pytest.approx(1000 / 6.5e9)
     results = _results()
     results["targets"] = report.evaluate_targets(results)
     text = report.markdown(results)
     assert "**no**" in text and "## keras-1MB" in text and "## Hashing" in text
+    assert "## Checkpoints: keras-100MB, 300 MiB per checkpoint" in text and "| background | 0.300 | 2.100 |" in text
     written = report.write_all(results, tmp_path)
     assert [p.name for p in written] == ["bench.json", "bench.md", "bench.png"]
     assert json.loads(written[0].read_text())["mode"] == "quick"

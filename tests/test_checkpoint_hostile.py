@@ -8,11 +8,9 @@ is still usable, and says why with a CheckpointFallbackWarning.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import warnings
@@ -20,6 +18,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
+from _safety import deadline
 
 import nnsave
 from nnsave.checkpoint import INDEX_NAME, TF_STATE_NAME, CheckpointFallbackWarning, Checkpointer
@@ -33,25 +33,9 @@ DEADLINE_SECONDS = 60
 # --------------------------------------------------------------------------- helpers
 
 
-@contextlib.contextmanager
-def deadline(seconds=DEADLINE_SECONDS):
-    """Raise TimeoutError in the block if it runs longer than ``seconds`` (a blocked open included)."""
-
-    def expire(signum, frame):
-        raise TimeoutError(f"still running after {seconds} s: it hangs")
-
-    previous = signal.signal(signal.SIGALRM, expire)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
-
-
 def read_all_ways(directory, **options):
     """latest_checkpoint, resume and list_checkpoints, each under a deadline; the fallback warnings seen."""
-    with warnings.catch_warnings(record=True) as caught, deadline():
+    with warnings.catch_warnings(record=True) as caught, deadline(DEADLINE_SECONDS):
         warnings.simplefilter("always")
         latest = nnsave.latest_checkpoint(directory, **options)
         model, epoch = nnsave.resume(directory, **options)
@@ -235,7 +219,7 @@ def tf_state(directory, latest, *history):
 def test_a_state_file_cannot_lead_outside(tf_run, escape):
     (tf_run / "escape").symlink_to(tf_run.parent / "outside")
     tf_state(tf_run, escape, "model.ckpt-4", "model.ckpt-5", escape)
-    with warnings.catch_warnings(record=True) as caught, deadline():
+    with warnings.catch_warnings(record=True) as caught, deadline(DEADLINE_SECONDS):
         warnings.simplefilter("always")
         latest = nnsave.latest_checkpoint(tf_run)
         rows = nnsave.list_checkpoints(tf_run)
@@ -318,7 +302,7 @@ def test_a_tensorflow_checkpoint_with_a_special_file_is_incomplete(tf_run, block
     block(blocked)
     tf_state(tf_run, "model.ckpt-5", "model.ckpt-4", "model.ckpt-5")
     assert checkpoint_files(tf_run / "model.ckpt-5")[1] == f"model.ckpt-5{part} is not a regular file"
-    with deadline(), pytest.warns(CheckpointFallbackWarning, match=f"skipped model.ckpt-5: model.ckpt-5{part} is not a regular file"):
+    with deadline(DEADLINE_SECONDS), pytest.warns(CheckpointFallbackWarning, match=f"skipped model.ckpt-5: model.ckpt-5{part} is not a regular file"):
         assert nnsave.latest_checkpoint(tf_run) == tf_run / "model.ckpt-4"
     assert run_ls(tf_run).returncode == 1
 

@@ -27,17 +27,6 @@ SUFFIXES = (".keras", ".safetensors")
 needs_tensorflow = pytest.mark.skipif("backend() != 'tensorflow'", reason="TFSMLayer runs on TensorFlow only")
 
 
-@pytest.fixture
-def unsafe_switch_on(keras):
-    """Keras's global switch, as a notebook or library might have left it; restored afterwards."""
-    from keras.src.backend.common import global_state  # only to put the switch back
-
-    before = global_state.get_global_attribute("safe_mode_saving")
-    keras.config.enable_unsafe_deserialization()
-    yield
-    global_state.set_global_attribute("safe_mode_saving", before)
-
-
 def _plain_config(keras):
     model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(2, name="dense")], name="plain")
     return json.loads(json.dumps(keras.saving.serialize_keras_object(model)))

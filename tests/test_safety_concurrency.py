@@ -5,7 +5,7 @@ directory, saving epoch after epoch with their own weights (writer ``w``
 stamps epoch ``e`` as ``e + w / 10`` in every weight of the first layer), so
 each checkpoint name is written by both, overwriting each other, and each
 writer's retention deletes files the other wrote. Meanwhile this process
-reads in a loop, for ``NNSAVE_CONCURRENCY_SECONDS`` (default 12):
+reads in a loop, for ``NNSAVE_CONCURRENCY_SECONDS`` (default 6):
 
 * ``checkpoint.json`` must always parse as an nnsave index;
 * ``nnsave.latest_checkpoint`` must return a checkpoint, and
@@ -40,7 +40,7 @@ from _safety import assert_no_failures, ledger_fixture, size_from_environment
 import nnsave
 from nnsave import storage
 
-SECONDS = size_from_environment("NNSAVE_CONCURRENCY_SECONDS", 12)
+SECONDS = size_from_environment("NNSAVE_CONCURRENCY_SECONDS", 6)
 WRITERS = 2
 
 ledger = ledger_fixture("concurrency")

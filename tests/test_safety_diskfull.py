@@ -4,7 +4,10 @@ The disk fills up in two simulated ways, swept over every point of one save:
 
 * *write*: writes into nnsave's staging files raise ``OSError(ENOSPC)``
   once a byte budget is spent (0 bytes, mid-payload, just short of the
-  payload, inside the manifest, inside a checkpoint's index);
+  payload, inside the manifest, inside a checkpoint's index). nnsave writes
+  a staged file through an ``io.FileIO`` on the descriptor that created it
+  (``storage.Transaction.stream``); a library given a staging path writes
+  it with ``open``. Both are metered;
 * *fsync*: the k-th ``os.fsync`` of the save raises ``OSError(ENOSPC)``, as
   on file systems that allocate late, for every k.
 
@@ -69,11 +72,7 @@ class DiskFull:
                 self._raw = raw
 
             def write(self, data) -> int:
-                size = memoryview(data).nbytes
-                if meter.budget is not None and meter.written + size > meter.budget:
-                    meter.full = True
-                    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-                meter.written += size
+                meter.spend(data)
                 return self._raw.write(data)
 
             def __enter__(self):
@@ -87,6 +86,11 @@ class DiskFull:
 
             def __getattr__(self, name):
                 return getattr(self._raw, name)
+
+        class MeteredFileIO(io.FileIO):
+            def write(self, data) -> int:
+                meter.spend(data)
+                return super().write(data)
 
         def metered_open(file, mode="r", *args, **kwargs):
             handle = original_open(file, mode, *args, **kwargs)
@@ -104,7 +108,16 @@ class DiskFull:
 
         monkeypatch.setattr(builtins, "open", metered_open)
         monkeypatch.setattr(io, "open", metered_open)
+        monkeypatch.setattr(io, "FileIO", MeteredFileIO)
         monkeypatch.setattr(os, "fsync", metered_fsync)
+
+    def spend(self, data) -> None:
+        """Count a write of ``data``; raise ENOSPC instead if it does not fit the budget."""
+        size = memoryview(data).nbytes
+        if self.budget is not None and self.written + size > self.budget:
+            self.full = True
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        self.written += size
 
     def arm(self, *, budget: int | None = None, fail_fsync_at: int | None = None) -> None:
         self.budget, self.fail_fsync_at = budget, fail_fsync_at
@@ -295,7 +308,7 @@ CHILD = textwrap.dedent(
     after = {p.name: p.read_bytes() for p in directory.iterdir() if p.is_file()}
     report["unchanged"] = sorted(name for name in before if after.get(name) == before[name]) == sorted(before)
     report["temporaries"] = sorted(p.name for p in directory.iterdir() if storage.is_temporary(p))
-    report["verifies"] = nnsave.verify(target).hash_status == "verified"
+    report["verifies"] = nnsave.verify(target).integrity is nnsave.Integrity.INTACT
     report["version"] = int(nnsave.load(target)["version"])
     nnsave.save({"version": 3, "data": np.ones(10_000)}, target)  # room for a small one
     report["then_saves"] = int(nnsave.load(target)["version"]) == 3

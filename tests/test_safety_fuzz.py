@@ -2,7 +2,8 @@
 
 Three artifacts are saved once: a ``.keras`` model, a ``.joblib`` dict holding
 a fitted estimator and an array, and a ``.skops`` estimator; each both
-unsigned and signed with a key. Each case takes one of them, changes the
+signed with the user's own key (as every save is by default) and signed
+with a key named by ``key=``. Each case takes one of them, changes the
 payload or its manifest by one of
 
 * *flip*: XOR 1 to 16 bytes at random offsets with random non-zero values;
@@ -10,28 +11,30 @@ payload or its manifest by one of
 * *extend*: append 1 to 64 bytes (random, zeros, or a copy of its own bytes),
 
 writes the result under the artifact's name and calls ``nnsave.load`` (with
-the key when the artifact was signed), ``nnsave.verify`` and
+``key=`` when the artifact was signed with a named key), ``nnsave.verify`` and
 ``nnsave.inspect``. The contract, case by case:
 
 A changed **payload** (its manifest intact) is always refused: ``load`` and
 ``verify`` raise :class:`~nnsave.IntegrityError`,
 :class:`~nnsave.UntrustedFileError` or :class:`~nnsave.FormatError`, and
-``inspect`` raises one of them or reports a status other than ``verified``.
+``inspect`` raises one of them or reports an integrity other than ``INTACT``.
 
 A changed **manifest** is judged by what it now says, because only part of
 a manifest protects anything:
 
-* if it no longer parses as a JSON object, or its ``sha256``, ``size`` or
+* if it no longer parses as a JSON object, or its ``digests``, ``size`` or
   ``format`` changed, every call refuses it as above;
-* if it still parses and only the unprotected fields changed (``metadata``,
-  ``versions``, ``class``, ``created_utc``...), an *unsigned* manifest may
-  load: the payload's hash still matches, so the bytes that are loaded are
-  exactly those that were saved, and the test checks that the loaded object
-  equals the original. Nothing but a signature can protect those fields;
-* under a key, a *signed* manifest may load only if the document is
-  unchanged as JSON (a flip inside the indentation, say); any changed value
-  must be refused with :class:`~nnsave.UntrustedFileError` or another of
-  the three errors.
+* if it still parses and only the unsigned-for fields changed (``metadata``,
+  ``versions``, ``class``, ``created_utc``...), the payload's digest still
+  matches, so ``verify`` passes and the bytes loaded are exactly those that
+  were saved (the test checks that the loaded object equals the original);
+  but the signature no longer holds, so such a file loads only if loading it
+  runs no code (``.keras`` in safe mode, ``.skops`` of trusted types). A
+  pickle whose signature broke has nobody to vouch for it and is refused;
+* under a named key, a manifest may load only if the document is unchanged
+  as JSON (a flip inside the indentation, say); any changed value must be
+  refused with :class:`~nnsave.UntrustedFileError` or another of the three
+  errors.
 
 Every refusal must name the file, and no call may raise any other exception
 type. A success on changed bytes that the contract does not allow is a
@@ -72,7 +75,9 @@ TARGETS = ("payload", "manifest")
 MUTATIONS = ("flip", "truncate", "extend")
 REFUSALS = (IntegrityError, UntrustedFileError, FormatError)
 #: The manifest fields that bind it to the payload's bytes.
-PROTECTED_FIELDS = ("sha256", "size", "format")
+PROTECTED_FIELDS = ("digests", "size", "format")
+#: The kinds whose loading runs code: only a signature that holds lets them load.
+RUNS_CODE = ("joblib",)
 
 ledger = ledger_fixture("fuzz")
 
@@ -80,7 +85,7 @@ ledger = ledger_fixture("fuzz")
 @dataclass(frozen=True)
 class Pristine:
     kind: str
-    signed: bool
+    named_key: bool
     payload: bytes
     manifest: bytes
     original: Any
@@ -99,7 +104,7 @@ def _iris():
 
 @pytest.fixture(scope="module")
 def pristine(tmp_path_factory):
-    """Each artifact's bytes, unsigned and signed, and the object it holds."""
+    """Each artifact's bytes, signed with the user's key and with a named key, and the object it holds."""
     nnsave.seed_everything(0)
     import keras
     from sklearn.linear_model import LogisticRegression
@@ -116,11 +121,11 @@ def pristine(tmp_path_factory):
     }
     folder = tmp_path_factory.mktemp("pristine")
     found = {}
-    for kind, signed in itertools.product(KINDS, (False, True)):
-        path = folder / f"{'signed' if signed else 'plain'}.{kind}"
-        nnsave.save(objects[kind], path, key=KEY if signed else None, metadata={"run": 7, "note": "fuzz"})
+    for kind, named_key in itertools.product(KINDS, (False, True)):
+        path = folder / f"{'named' if named_key else 'user'}.{kind}"
+        nnsave.save(objects[kind], path, key=KEY if named_key else None, metadata={"run": 7, "note": "fuzz"})
         manifest = path.with_name(path.name + nnsave.MANIFEST_SUFFIX).read_bytes()
-        found[kind, signed] = Pristine(kind, signed, path.read_bytes(), manifest, objects[kind])
+        found[kind, named_key] = Pristine(kind, named_key, path.read_bytes(), manifest, objects[kind])
     return found
 
 
@@ -169,14 +174,19 @@ def parsed(document: bytes) -> dict | None:
     return value if isinstance(value, dict) else None
 
 
-def may_load(original_manifest: bytes, manifest: bytes, signed: bool) -> bool:
-    """Whether the contract lets a load succeed with this (possibly changed) manifest."""
+def intact(original_manifest: bytes, manifest: bytes) -> bool:
+    """Whether this (possibly changed) manifest still describes the saved payload."""
     before, after = parsed(original_manifest), parsed(manifest)
     if after is None:
         return False
-    if signed:
-        return after == before
     return all(after.get(name) == before.get(name) and type(after.get(name)) is type(before.get(name)) for name in PROTECTED_FIELDS)
+
+
+def may_load(original_manifest: bytes, manifest: bytes, named_key: bool, runs_code: bool) -> bool:
+    """Whether the contract lets a load succeed with this (possibly changed) manifest."""
+    if named_key or runs_code:  # only a signature that still holds may vouch
+        return parsed(manifest) is not None and parsed(manifest) == parsed(original_manifest)
+    return intact(original_manifest, manifest)
 
 
 def attempt(call):
@@ -213,27 +223,27 @@ def run_case(case: int, rng: random.Random, item: Pristine, target: str, how: st
     path = folder / item.name
     path.write_bytes(payload)
     path.with_name(path.name + nnsave.MANIFEST_SUFFIX).write_bytes(manifest)
-    success_allowed = target == "manifest" and may_load(item.manifest, manifest, item.signed)
-    unsigned_success = target == "manifest" and may_load(item.manifest, manifest, signed=False)
+    success_allowed = target == "manifest" and may_load(item.manifest, manifest, item.named_key, item.kind in RUNS_CODE)
+    still_intact = target == "manifest" and intact(item.manifest, manifest)
 
     def loaded_is_original(obj):
         return [] if same_as_original(item.kind, item.original, obj) else ["load returned a different object"]
 
     def verified_is_original(info):
-        if info.sha256 != nnsave.inspect(path).sha256 or info.size != len(item.payload):
+        if info.digests != parsed(item.manifest)["digests"] or info.size != len(item.payload):
             return ["verify passed a payload that is not the saved one"]
         return []
 
     def inspected(info):
-        if info.hash_status == "verified" and not unsigned_success:
-            return ["inspect reports 'verified' for changed protected bytes"]
+        if info.integrity is nnsave.Integrity.INTACT and not still_intact:
+            return ["inspect reports an intact file for changed protected bytes"]
         return []
 
-    label = f"case {case} ({item.kind}, {'signed' if item.signed else 'unsigned'}, {how} the {target})"
+    label = f"case {case} ({item.kind}, {'a named key' if item.named_key else 'the user key'}, {how} the {target})"
     problems = judge(
-        "load", attempt(lambda: nnsave.load(path, key=KEY if item.signed else None)), path, success_allowed, loaded_is_original
+        "load", attempt(lambda: nnsave.load(path, key=KEY if item.named_key else None)), path, success_allowed, loaded_is_original
     )
-    problems += judge("verify", attempt(lambda: nnsave.verify(path)), path, unsigned_success, verified_is_original)
+    problems += judge("verify", attempt(lambda: nnsave.verify(path)), path, still_intact, verified_is_original)
     problems += judge("inspect", attempt(lambda: nnsave.inspect(path)), path, True, inspected)
     return [f"{label}: {problem}" for problem in problems]
 
@@ -249,8 +259,8 @@ def test_fuzzed_artifacts_and_manifests(pristine, tmp_path, ledger, no_key_in_en
     failures = []
     counts: dict[str, int] = {}
     for case in range(CASES):
-        kind, signed, target, how = combinations[case % len(combinations)]
-        failures += run_case(case, rng, pristine[kind, signed], target, how, tmp_path)
+        kind, named_key, target, how = combinations[case % len(combinations)]
+        failures += run_case(case, rng, pristine[kind, named_key], target, how, tmp_path)
         label = f"{how} the {target} ({kind})"
         counts[label] = counts.get(label, 0) + 1
     for label, count in counts.items():

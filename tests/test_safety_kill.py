@@ -25,7 +25,7 @@ Two kinds of kill:
   so each boundary between two steps is hit exactly once, including the one
   between renaming the payload and renaming its manifest.
 
-Sizes: ``NNSAVE_KILL_TRIALS`` random kills in all (default 60, a third per
+Sizes: ``NNSAVE_KILL_TRIALS`` random kills in all (default 15, a third per
 format), plus the stepped ones; ``NNSAVE_KILL_SEED`` changes the delays.
 """
 
@@ -51,7 +51,7 @@ from _safety import assert_no_failures, ledger_fixture, size_from_environment
 import nnsave
 from nnsave import storage
 
-RANDOM_KILLS = size_from_environment("NNSAVE_KILL_TRIALS", 60)
+RANDOM_KILLS = size_from_environment("NNSAVE_KILL_TRIALS", 15)
 SEED = size_from_environment("NNSAVE_KILL_SEED", 20260)
 FORMATS = ("joblib", "keras", "checkpoint")
 # Kills land uniformly in [0, this many saves' time) after the saver's first save starts.

@@ -125,7 +125,9 @@ def test_the_rules_hold_for_every_combination(facts, evidence, request_):
     missing = set(facts.unapproved_types) - set(request_.trusted_types)
     assert not (missing and not vouched)
     assert set(decision.approved_types) == set(facts.unapproved_types)
-    assert decision.unverified == (evidence.integrity is Integrity.NO_MANIFEST)
+    assert decision.unverified == (
+        evidence.integrity is Integrity.NO_MANIFEST and evidence.pin is not PinStatus.MATCH
+    )
 
 
 def test_every_refusal_names_the_file_and_says_what_to_do():

@@ -637,3 +637,137 @@ TRANSLATIONS["zh_CN"].update({
 
 # --- performance -------------------------------------------------------------
 
+
+
+# --- checkpoints, legacy, safety ----------------------------------------------
+
+
+def kept_checkpoints(history: dict, kept_epochs, best_epoch: int, lang: str = "en"):
+    """Training and validation loss per epoch, with the checkpoints that were kept marked.
+
+    ``history`` is the ``history`` dict of ``fit`` (``loss`` and ``val_loss``);
+    ``kept_epochs`` are the epochs of the checkpoints left on disk, and
+    ``best_epoch`` the one kept for its lowest validation loss (a star).
+    The right panel zooms in on the validation loss from epoch 8 on.
+    """
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    epochs = np.arange(1, len(history["val_loss"]) + 1)
+    val_loss = np.asarray(history["val_loss"])
+    newest = [epoch for epoch in kept_epochs if epoch != best_epoch]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.6))
+    left.plot(epochs, history["loss"], color="tab:gray", label=_label("training loss", lang))
+    left.set_yscale("log")
+    left.set_ylabel(_label("loss (log scale)", lang))
+    left.set_title(_label("both losses", lang))
+    right.set_title(_label("validation loss from epoch 8", lang))
+    zoom = epochs >= 8
+    for ax, shown in ((left, epochs > 0), (right, zoom)):
+        ax.plot(epochs[shown], val_loss[shown], color="tab:blue",
+                label=_label("validation loss", lang))
+        ax.scatter(newest, val_loss[np.asarray(newest) - 1], s=60, facecolors="none",
+                   edgecolors="tab:orange", linewidths=2, zorder=3, clip_on=False,
+                   label=_label("kept: the newest two", lang))
+        ax.scatter([best_epoch], [val_loss[best_epoch - 1]], s=140, marker="*",
+                   color="tab:red", zorder=3, clip_on=False,
+                   label=_label("kept: lowest validation loss", lang))
+        ax.set_xlabel(_label("epoch", lang))
+        ax.grid(alpha=0.3)
+    handles, labels = left.get_legend_handles_labels()
+    # Below both panels, where it cannot cover a curve.
+    fig.legend(handles, labels, loc="lower center", ncol=4, fontsize=8,
+               bbox_to_anchor=(0.5, -0.06))
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
+    return fig
+
+
+
+def tf1_saves(batch_losses, saved_steps, kept_steps, lang: str = "en"):
+    """A TF1 run's loss per training step, with every save marked.
+
+    Saves the ``Saver`` deleted again are hollow grey circles; the ones that
+    are still on disk (``kept_steps``) are red dots.
+    """
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    steps = np.arange(1, len(batch_losses) + 1)
+    losses = np.asarray(batch_losses)
+    deleted = [step for step in saved_steps if step not in kept_steps]
+    fig, ax = plt.subplots(figsize=(8, 3.6))
+    ax.plot(steps, losses, color="tab:blue", lw=1.2, label=_label("batch loss", lang))
+    ax.scatter(deleted, losses[np.asarray(deleted) - 1], facecolors="white",
+               edgecolors="tab:gray", zorder=3, clip_on=False,
+               label=_label("saved, later deleted by the Saver", lang))
+    ax.scatter(kept_steps, losses[np.asarray(kept_steps) - 1], color="tab:red", zorder=3,
+               clip_on=False, label=_label("saved and kept", lang))
+    ax.set_xlabel(_label("training step (one batch of 128 images)", lang))
+    ax.set_ylabel(_label("cross-entropy loss", lang))
+    ax.set_xlim(0, len(losses) + 2)
+    ax.legend(frameon=False, loc="upper right")  # the loss is low by then
+    return fig
+
+
+def digit_kernels(kernel, lang: str = "en"):
+    """Each column of a 64x10 softmax-regression kernel drawn as an 8x8 image.
+
+    Red pixels raise the score of the column's digit, blue ones lower it, on
+    one colour scale shared by all ten.
+    """
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    limit = np.abs(kernel).max()
+    fig, axes = plt.subplots(1, 10, figsize=(10, 1.6))
+    for digit, ax in enumerate(axes):
+        ax.imshow(kernel[:, digit].reshape(8, 8), cmap="RdBu_r", vmin=-limit, vmax=limit)
+        ax.set_title(_label("digit {k}", lang).format(k=digit), fontsize=9)
+        ax.axis("off")
+    return fig
+
+
+TRANSLATIONS["zh_CN"].update({
+    "training loss": "训练损失",
+    "validation loss": "验证损失",
+    "loss (log scale)": "损失（对数坐标）",
+    "both losses": "两种损失",
+    "validation loss from epoch 8": "第 8 轮次起的验证损失",
+    "kept: the newest two": "保留：最新的两个",
+    "kept: lowest validation loss": "保留：验证损失最低",
+    "epoch": "轮次",
+    "batch loss": "批次损失",
+    "saved, later deleted by the Saver": "已保存，后被 Saver 删除",
+    "saved and kept": "已保存并保留",
+    "training step (one batch of 128 images)": "训练步（一个批次 128 张图像）",
+    "cross-entropy loss": "交叉熵损失",
+    "digit {k}": "数字 {k}",
+})
+
+
+# --- performance ---------------------------------------------------------------
+
+
+def measured_costs(values: dict, unit: str, lang: str = "en"):
+    """One horizontal bar per measurement, its value written at the bar's end.
+
+    ``values`` maps each label (top to bottom) to a number in ``unit``, for
+    example milliseconds or GB/s; the performance appendix draws each of its
+    measurements with this one function.
+    """
+    import matplotlib.pyplot as plt
+
+    numbers = list(values.values())
+    rows = range(len(numbers))
+    fig, ax = plt.subplots(figsize=(7, 0.6 + 0.45 * len(numbers)))
+    ax.barh(rows, numbers, color="tab:blue", height=0.6)
+    for row, number in zip(rows, numbers):
+        ax.text(number, row, f" {number:.3g}", va="center", fontsize=9)
+    ax.set_yticks(rows, [_label(name, lang) for name in values])
+    ax.invert_yaxis()  # the first measurement on top
+    ax.set_xlim(0, max(numbers) * 1.2)  # room for the number after the longest bar
+    ax.set_xlabel(_label(unit, lang))
+    ax.grid(axis="x", alpha=0.3)
+    for side in ("top", "right"):
+        ax.spines[side].set_visible(False)
+    return fig

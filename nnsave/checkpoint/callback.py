@@ -16,16 +16,29 @@ before step 1, and they are deleted in step 4, once the new one is in place.
 
 All four run under the directory's writers' lock, so several processes may
 checkpoint into one directory; each starts from what the index says now.
+
+With ``background=True`` the same four steps run in a background thread,
+after the model's state, its optimizer's and its config have been copied
+into host memory on the training thread (a *snapshot*): training goes on
+while the file is written, and changes to the model after the snapshot
+cannot reach the file. One save at most is in flight; the next one waits
+for it, and so does the end of training. An error in the background is
+raised on the training thread at the first epoch boundary after it happened,
+at the latest by the next save or the end of training.
 """
 
 from __future__ import annotations
 
+import atexit
 import functools
-from collections.abc import Mapping
+import threading
+import warnings
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from .. import api
-from ..errors import InvalidArgumentError
+from ..errors import CheckpointFallbackWarning, InvalidArgumentError, MissingDependencyError, deferred_warnings, warn_caller
+from ..formats import handler_for_path
 from ..paths import Location, PathLike
 from .folder import CheckpointFolder
 from .index import (
@@ -40,7 +53,6 @@ from .index import (
 )
 from .retention import CheckpointEntry, any_of, check_count, check_mode, keep_latest_n, plan_retention
 from .retention import keep_best as keep_best_policy
-from ..errors import CheckpointFallbackWarning, warn_caller
 
 __all__ = ["CheckpointerBase", "checkpointer_class"]
 
@@ -85,6 +97,16 @@ class CheckpointerBase:
         that no trained epoch is lost.
     storage_options : dict, optional
         For a URL: options for fsspec, as :func:`nnsave.save` takes them.
+    background : bool, default False
+        Copy the model's state into host memory at the end of the epoch and
+        write the checkpoint in a background thread while training goes on.
+        The file is the one a synchronous save at that moment would write.
+        One save at most is in flight: the next one waits for it, and so do
+        the end of training and ``wait()``. The memory of one more copy of
+        the model's weights and optimizer state is held while it is written.
+        If the background save fails, its error is raised on the training
+        thread at the next epoch's start or end (at the latest by the next
+        save or the end of training); the previous checkpoint stays intact.
 
     Raises
     ------
@@ -100,7 +122,10 @@ class CheckpointerBase:
     -----
     CheckpointFallbackWarning
         A save removed checkpoints of later epochs left by an earlier run.
-        The warning points at your ``fit`` call.
+        The warning points at your ``fit`` call. With ``background=True``,
+        warnings of a background save are given at the next epoch; the
+        warning also says when this Keras cannot be snapshotted, so that
+        checkpoints are saved synchronously.
 
     Notes
     -----
@@ -133,6 +158,7 @@ class CheckpointerBase:
         keep_best: bool = False,
         save_on_train_end: bool = True,
         storage_options: Mapping[str, Any] | None = None,
+        background: bool = False,
     ) -> None:
         super().__init__()
         check_count("every_n_epochs", every_n_epochs)
@@ -140,7 +166,7 @@ class CheckpointerBase:
         check_mode(mode)
         if monitor is not None and (not isinstance(monitor, str) or not monitor):
             raise InvalidArgumentError(f"monitor must be a key of the epoch logs such as 'val_loss', not {monitor!r}.")
-        for name, flag in (("keep_best", keep_best), ("save_on_train_end", save_on_train_end)):
+        for name, flag in (("keep_best", keep_best), ("save_on_train_end", save_on_train_end), ("background", background)):
             if not isinstance(flag, bool):
                 raise InvalidArgumentError(f"{name} must be True or False, not {flag!r}.")
         if keep_best and monitor is None:
@@ -156,6 +182,7 @@ class CheckpointerBase:
         self.mode = mode
         self.keep_best = keep_best
         self.save_on_train_end = save_on_train_end
+        self.background = background
         rules = [keep_latest_n(max_to_keep)]
         if keep_best:
             rules.append(keep_best_policy(1, mode=mode))
@@ -163,15 +190,22 @@ class CheckpointerBase:
         #: The last completed epoch and its logs, and the last epoch saved.
         self._last_epoch: tuple[int, dict[str, Any]] | None = None
         self._saved_epoch: int | None = None
+        #: The background save in flight, if any.
+        self._in_flight: _BackgroundSave | None = None
 
     # ------------------------------------------------------------------- Keras's hooks
 
     def on_train_begin(self, logs: Mapping[str, Any] | None = None) -> None:
+        self.wait()
         self._folder.create()
         self._folder.recover()
         self._last_epoch = self._saved_epoch = None
 
+    def on_epoch_begin(self, epoch: int, logs: Mapping[str, Any] | None = None) -> None:
+        self._collect(wait=False)
+
     def on_epoch_end(self, epoch: int, logs: Mapping[str, Any] | None = None) -> None:
+        self._collect(wait=False)
         completed = epoch + 1
         self._last_epoch = (completed, dict(logs or {}))
         if completed % self.every_n_epochs == 0:
@@ -180,6 +214,26 @@ class CheckpointerBase:
     def on_train_end(self, logs: Mapping[str, Any] | None = None) -> None:
         if self.save_on_train_end and self._last_epoch is not None and self._last_epoch[0] != self._saved_epoch:
             self.save(*self._last_epoch)
+        self.wait()
+
+    def wait(self) -> None:
+        """Wait for the background save in flight, if any; raise the error it met.
+
+        ``fit`` calls this when training ends. Call it yourself after calling
+        :meth:`save` outside ``fit`` with ``background=True``.
+        """
+        self._collect(wait=True)
+
+    def _collect(self, *, wait: bool) -> None:
+        """Hand over a finished background save's warnings and error; with ``wait``, let it finish first."""
+        job = self._in_flight
+        if job is None or (job.is_alive() and not wait):
+            return
+        job.join()
+        self._in_flight = None
+        for message, category in job.warnings:
+            warn_caller(message, category)
+        job.raise_error()
 
     # ------------------------------------------------------------------- saving
 
@@ -187,12 +241,34 @@ class CheckpointerBase:
         """Save the model as the checkpoint of ``epoch``, then apply retention.
 
         ``fit`` calls this through the callback; call it yourself only to
-        save outside ``fit``.
+        save outside ``fit``. With ``background=True`` it returns once the
+        model's state is copied, and the checkpoint is written in a background
+        thread; :meth:`wait` waits for it.
         """
         plain_logs = _plain_logs(logs)
         value = self._monitored_value(plain_logs)
         metadata = {"epoch": epoch, "monitor": self.monitor, "logs": plain_logs}
         self._folder.create()
+        target = self._folder.path(checkpoint_name(epoch))
+        self.wait()  # one save at most in flight
+        snapshot = self._snapshot(target) if self.background else None
+        if snapshot is None:
+            self._write(epoch, value, metadata, self.model)
+        else:
+            self._in_flight = _BackgroundSave(functools.partial(self._write, epoch, value, metadata, snapshot), snapshot.release)
+        self._saved_epoch = epoch
+        return target
+
+    def _snapshot(self, target: Location) -> Any | None:
+        """The model's state copied now, or None (with a warning) if this Keras cannot be snapshotted."""
+        try:
+            return handler_for_path(target).snapshot(self.model, target)
+        except MissingDependencyError as error:
+            warn_caller(f"{self.directory}: this checkpoint is saved synchronously. {error}", CheckpointFallbackWarning)
+            return None
+
+    def _write(self, epoch: int, value: float | None, metadata: dict[str, Any], model: Any) -> None:
+        """Steps 1-4 of one checkpoint, under the directory's lock; ``model`` may be a snapshot."""
         # Another process may checkpoint into the same directory: take turns,
         # and start from what the directory holds now rather than from memory.
         with self._folder.writing():
@@ -203,7 +279,7 @@ class CheckpointerBase:
                 abandoned += [entry.file for entry in later]
             name = checkpoint_name(epoch)
             abandoned = [stale for stale in abandoned if stale != name]  # replaced by this save
-            path = api.save(self.model, self._folder.path(name), metadata=metadata)
+            api.save(model, self._folder.path(name), metadata=metadata)
             entries = [entry for entry in entries if entry.epoch != epoch] + [CheckpointEntry(name, epoch, value)]
             kept, dropped = plan_retention(entries, self._policy)
             self._publish_index(kept, abandoned)
@@ -212,8 +288,6 @@ class CheckpointerBase:
             # in place (a reader never finds the directory empty).
             for stale in [*abandoned, *(entry.file for entry in dropped)]:
                 self._folder.remove_checkpoint(stale)
-        self._saved_epoch = epoch
-        return path
 
     def _abandon(
         self, epoch: int, entries: list[CheckpointEntry], later: list[CheckpointEntry], abandoned: list[str]
@@ -270,6 +344,61 @@ class CheckpointerBase:
         abandoned = [name for name in (index.abandoned if index else ()) if self._folder.exists(name)]
         entries = [entry for name, entry in listed.items() if name not in abandoned and self._folder.exists(name)]
         return entries, abandoned
+
+
+class _BackgroundSave(threading.Thread):
+    """One checkpoint written off the training thread; its warnings and error wait for that thread.
+
+    Not a daemon: a process that ends while a checkpoint is being written
+    waits for it. An error nobody collected (training stopped by an
+    exception, say) is reported when the process exits, never dropped.
+    """
+
+    def __init__(self, write: Callable[[], None], release: Callable[[], None]) -> None:
+        super().__init__(name="nnsave-checkpoint", daemon=False)
+        self._write: Callable[[], None] | None = write
+        self._release: Callable[[], None] | None = release
+        self.warnings: list[tuple[str, type[Warning]]] = []
+        self._error: BaseException | None = None
+        self.start()
+
+    def run(self) -> None:
+        assert self._write is not None and self._release is not None
+        try:
+            with deferred_warnings() as self.warnings:
+                self._write()
+        except BaseException as error:  # noqa: BLE001 - handed to the training thread, which raises it
+            self._error = error
+            _UNCOLLECTED.add(self)
+        finally:
+            self._release()
+            self._write = self._release = None  # drop the snapshot and the model now
+
+    def raise_error(self) -> None:
+        """Raise the error the save met, if any (the thread must have ended)."""
+        error, self._error = self._error, None
+        _UNCOLLECTED.discard(self)
+        if error is not None:
+            raise error
+
+
+#: Background saves that failed and whose error nobody has raised yet.
+_UNCOLLECTED: set[_BackgroundSave] = set()
+
+
+@atexit.register
+def _report_uncollected() -> None:
+    # Runs after the interpreter has waited for every background save.
+    for job in list(_UNCOLLECTED):
+        error = job._error
+        warnings.warn(
+            f"nnsave.Checkpointer: a background checkpoint save failed and training ended "
+            f"before the error could be raised: {type(error).__name__}: {error}. The "
+            "previous checkpoint is intact.",
+            CheckpointFallbackWarning,
+            stacklevel=1,
+        )
+    _UNCOLLECTED.clear()
 
 
 def _plain_logs(logs: Mapping[str, Any]) -> dict[str, Any]:

@@ -203,6 +203,10 @@ class FormatHandler(ABC):
     def write(self, obj: Any, transaction: Transaction, target: Path, options: SaveOptions) -> Digest:
         """Stage ``obj`` as ``target`` inside ``transaction``; return the staged digest."""
 
+    def saved_class_path(self, obj: object) -> str:
+        """``module.QualifiedName`` of the class whose object ``obj`` saves, for the manifest."""
+        return class_path(obj)
+
     def versions(self, obj: object) -> list[str]:
         """The libraries whose versions the manifest records for ``obj``, beyond Python's."""
         return list(self.version_strictness)

@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from ..errors import FormatError, InvalidArgumentError, NNSaveError, UnknownClassError
-from ._base import FileFacts, FormatHandler, LoadOptions, module_if_imported
+from ._base import FileFacts, FormatHandler, LoadOptions, class_path, module_if_imported
+from ._keras_state import ModelSnapshot
 
 __all__ = [
     "KerasModelHandler",
@@ -80,8 +81,23 @@ class KerasModelHandler(FormatHandler):
     version_strictness: ClassVar[dict[str, int]] = {"keras": 1}
 
     def claims(self, obj: object) -> bool:
+        if isinstance(obj, ModelSnapshot):
+            return obj.format_name == self.name
         keras = keras_module()
         return keras is not None and isinstance(obj, keras.Model)
+
+    def snapshot(self, model: Any, target: Path) -> ModelSnapshot:
+        """Everything a save of ``model`` to ``target`` writes, copied now into host memory.
+
+        Writing the snapshot later (``nnsave.save(snapshot, target)``, from
+        any thread) gives the file a synchronous save would give now. Takes
+        about as long as copying the model's state; raises what a save of the
+        model would raise about the model itself.
+        """
+        raise NotImplementedError(f"{type(self).__name__} cannot snapshot a model")
+
+    def saved_class_path(self, obj: object) -> str:
+        return obj.class_path if isinstance(obj, ModelSnapshot) else class_path(obj)
 
     def versions(self, obj: object) -> list[str]:
         return ["numpy", "keras", *_BACKEND_LIBRARIES.get(_backend_name() or "", ())]
@@ -95,6 +111,8 @@ class KerasModelHandler(FormatHandler):
         A subclassed model has no symbolic inputs and outputs, so nothing is
         recorded for it.
         """
+        if isinstance(obj, ModelSnapshot):
+            return obj.expects
         facts: dict[str, Any] = {}
         for side in ("inputs", "outputs"):
             try:

@@ -15,15 +15,17 @@ import struct
 import tempfile
 import zipfile
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
 from .. import parsing
-from ..errors import FormatError
+from ..errors import FormatError, MissingDependencyError
 from ..hashing import Digest
 from ..storage import Transaction
 from ._base import FileFacts, LoadOptions, Payload, SaveOptions
 from ._keras import KerasModelHandler, keras_errors_explained, keras_module, layers_from_config, safe_mode_scope
+from ._keras_state import ModelSnapshot, keras_state_walk, record_state
 from ._zip import check_zip_magic, measure, open_zip
 
 __all__ = ["KerasHandler", "CONFIG_MEMBER", "METADATA_MEMBER", "WEIGHTS_MEMBER"]
@@ -31,6 +33,8 @@ __all__ = ["KerasHandler", "CONFIG_MEMBER", "METADATA_MEMBER", "WEIGHTS_MEMBER"]
 CONFIG_MEMBER = "config.json"
 METADATA_MEMBER = "metadata.json"
 WEIGHTS_MEMBER = "model.weights.h5"
+#: Where the archive keeps files that layers save beside their weights (vocabularies).
+_ASSETS_FOLDER = "assets"
 
 _MAX_JSON_MEMBER_BYTES = 64 << 20
 _LOCAL_HEADER = struct.Struct("<4s2B4HL2L2H")
@@ -51,6 +55,10 @@ class KerasHandler(KerasModelHandler):
         return [*super().versions(obj), "h5py"]
 
     def write(self, obj: Any, transaction: Transaction, target: Path, options: SaveOptions) -> Digest:
+        if isinstance(obj, ModelSnapshot):
+            with transaction.stream(target) as stream:
+                _write_snapshot(obj, stream, _snapshot_parts(target))
+            return stream.digest
         save_to_stream = _stream_writer()
         if save_to_stream is None:
             keras_module().saving.save_model(obj, transaction.staging_path(target))
@@ -76,7 +84,22 @@ class KerasHandler(KerasModelHandler):
             config = _json_member(archive, CONFIG_MEMBER, payload.path)
         return self.config_facts(config, payload.path, options, expansion=expansion)
 
+    def snapshot(self, model: Any, target: Path) -> ModelSnapshot:
+        parts = _snapshot_parts(target)
+        config_json, metadata_json = parts.serialize(model)
+        state = record_state(model, keras_state_walk(target, "Saving"))
+        return ModelSnapshot(
+            self.name,
+            self.saved_class_path(model),
+            self.expects(model),
+            self.check_saveable(model, target),
+            (config_json, metadata_json),
+            state,
+        )
+
     def check_saveable(self, obj: Any, target: Path) -> list[str]:
+        if isinstance(obj, ModelSnapshot):
+            return list(obj.warnings)
         optimizer = getattr(obj, "optimizer", None)
         compiled_with = (obj.get_compile_config() or {}).get("optimizer") if optimizer is not None else None
         if not _is_loss_scale_optimizer(optimizer) or _names_loss_scale_optimizer(compiled_with):
@@ -133,6 +156,57 @@ def _stream_writer() -> Callable[[Any, BinaryIO], None] | None:
     except ImportError:
         return None
     return save_model
+
+
+@dataclass(frozen=True)
+class _SnapshotParts:
+    """The pieces of Keras's ``.keras`` writer that a snapshot is written with."""
+
+    #: ``model -> (config.json, metadata.json)`` as text.
+    serialize: Callable[[Any], tuple[str, str]]
+    #: Keras's HDF5 weights store and its asset store, each writing into a zip.
+    weights_store: type
+    assets_store: type
+
+
+def _snapshot_parts(target: Path) -> _SnapshotParts:
+    """Keras's own ``.keras`` writer in pieces, so that a snapshot writes the file Keras would.
+
+    They live in ``keras.src``; should a Keras release move them, a model
+    cannot be snapshotted for ``.keras`` (save it synchronously instead).
+    """
+    try:
+        from keras.src.saving.saving_lib import DiskIOStore, H5IOStore, _serialize_model_as_json
+    except ImportError:
+        version = getattr(keras_module(), "__version__", "unknown")
+        raise MissingDependencyError(
+            f"Snapshotting a model for {target} needs Keras's .keras writer in pieces "
+            f"(keras.src.saving.saving_lib), which Keras {version} does not have. Save "
+            'it synchronously, or install the Keras version nnsave was tested with: pip install "nnsave[keras]"'
+        ) from None
+    return _SnapshotParts(_serialize_model_as_json, H5IOStore, DiskIOStore)
+
+
+def _write_snapshot(snapshot: ModelSnapshot, stream: BinaryIO, parts: _SnapshotParts) -> None:
+    """The ``.keras`` archive of a snapshot, member by member as Keras writes a model's.
+
+    Keras's ``saving_lib._save_model_to_fileobj``, for a model whose weights
+    fit in memory: the metadata, the config, the HDF5 weights written through
+    Keras's own store, then the asset files.
+    """
+    config_json, metadata_json = snapshot.header
+    with zipfile.ZipFile(stream, "w") as archive:
+        with archive.open(METADATA_MEMBER, "w") as member:
+            member.write(metadata_json.encode())
+        with archive.open(CONFIG_MEMBER, "w") as member:
+            member.write(config_json.encode())
+        weights = parts.weights_store(WEIGHTS_MEMBER, archive=archive, mode="w")
+        assets = parts.assets_store(_ASSETS_FOLDER, archive=archive, mode="w")
+        try:
+            snapshot.state.save_state(weights, assets)
+        finally:
+            weights.close()
+            assets.close()
 
 
 def _stream_loader() -> Callable[..., Any] | None:

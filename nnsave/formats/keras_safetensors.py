@@ -32,10 +32,9 @@ overwrite the result, then reads each tensor once from the verified bytes.
 from __future__ import annotations
 
 import copy
-import functools
 import json
 import struct
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -43,11 +42,12 @@ from typing import Any, BinaryIO
 import numpy as np
 
 from .. import parsing
-from ..errors import FormatError, MissingDependencyError, UnsupportedObjectError
+from ..errors import FormatError, UnsupportedObjectError
 from ..hashing import Digest
 from ..storage import Transaction
 from ._base import FileFacts, LoadOptions, Payload, SaveOptions
 from ._keras import KerasModelHandler, keras_errors_explained, keras_module, layers_from_config, safe_mode_scope
+from ._keras_state import Group, LiveState, ModelSnapshot, StateSource, host_copy, keras_state_walk, record_state
 
 __all__ = [
     "KerasSafetensorsHandler",
@@ -132,21 +132,42 @@ class KerasSafetensorsHandler(KerasModelHandler):
     suffixes = (".safetensors",)
 
     def write(self, obj: Any, transaction: Transaction, target: Path, options: SaveOptions) -> Digest:
-        keras = keras_module()
-        walk = _keras_state_walk(target, "Saving")
-        metadata = _metadata_for(obj, target, keras)
-        unsaved = _unbuilt_optimizer(obj)
-        # Two walks: the first learns the header, which precedes the data; the
-        # second streams each value as its owner hands it over, so memory grows
-        # by the largest value, not by the model.
+        walk = keras_state_walk(target, "Saving")
+        state: StateSource
+        if isinstance(obj, ModelSnapshot):
+            metadata, state = obj.header, obj.state
+        else:
+            metadata = _metadata_for(obj, target, keras_module())
+            state = LiveState(obj, walk, tuple(_unbuilt_optimizer(obj)))
+        # Two passes over the state: the first learns the header, which
+        # precedes the data; the second streams each value as its owner hands
+        # it over, so memory grows by the largest value, not by the model.
         layout = walk.weights_store(_StateLayout, target)
-        walk.save(obj, layout, walk.assets_store(_AssetRefusal, target, layout), unsaved)
+        state.save_state(layout, walk.assets_store(_AssetRefusal, target, layout.owners))
         with transaction.stream(target) as stream:
             stream.write(safetensors_header(layout.entries, metadata))
             writer = walk.weights_store(_StateWriter, stream, layout.entries, target)
-            walk.save(obj, writer, None, unsaved)
+            state.save_state(writer, None)
             writer.finish()
         return stream.digest
+
+    def snapshot(self, model: Any, target: Path) -> ModelSnapshot:
+        """The model's state and config now, in host memory, ready to be written later.
+
+        Raises the errors a save would (a model with asset files, a config
+        that is not JSON) here, on the caller's thread.
+        """
+        walk = keras_state_walk(target, "Saving")
+        metadata = _metadata_for(model, target, keras_module())
+        state = record_state(
+            model,
+            walk,
+            skipped=tuple(_unbuilt_optimizer(model)),
+            assets=lambda owners: walk.assets_store(_AssetRefusal, target, owners),
+        )
+        return ModelSnapshot(
+            self.name, self.saved_class_path(model), self.expects(model), self.check_saveable(model, target), metadata, state
+        )
 
     def check_magic(self, head: bytes, path: Path) -> None:
         length = _LENGTH.unpack(head[:8])[0] if len(head) >= 8 else None
@@ -163,7 +184,7 @@ class KerasSafetensorsHandler(KerasModelHandler):
     def read(self, payload: Payload, options: LoadOptions) -> Any:
         path = payload.path
         layout = _read_layout(payload)
-        walk = _keras_state_walk(path, "Loading")
+        walk = keras_state_walk(path, "Loading")
         config = dict(layout.config)
         if not options.compile:
             config["compile_config"] = None
@@ -233,86 +254,7 @@ def safetensors_header(tensors: list[tuple[str, str, tuple[int, ...]]], metadata
     return _LENGTH.pack(len(text)) + text
 
 
-# --- Keras's walk over a model's state ------------------------------------------
-
-@dataclass(frozen=True)
-class _KerasStateWalk:
-    """The walk behind ``model.save``, with stores of nnsave's own.
-
-    Keras's ``saving_lib`` visits every layer, optimizer and metric of a model
-    and hands each a store to save into or load from. Its functions live in
-    ``keras.src`` and accept only stores derived from its own classes, so
-    nnsave's stores are built on those bases (:meth:`weights_store`).
-    """
-
-    save_state: Callable[..., None]
-    load_state: Callable[..., None]
-    weights_base: type
-    assets_base: type
-
-    def weights_store(self, store_class: type, *args: Any) -> Any:
-        return _derived(store_class, self.weights_base)(*args)
-
-    def assets_store(self, store_class: type, *args: Any) -> Any:
-        return _derived(store_class, self.assets_base)(*args)
-
-    def save(self, model: Any, weights: Any, assets: Any | None, skipped: list[Any]) -> None:
-        self.save_state(
-            model,
-            weights_store=weights,
-            assets_store=assets,
-            inner_path="",
-            visited_saveables={id(saveable) for saveable in skipped},
-        )
-
-    def load(self, model: Any, source: Any, skipped: list[Any]) -> dict[int, tuple[Any, Exception]]:
-        """Fill ``model`` from ``source``; return what failed, by owner."""
-        failures: dict[int, tuple[Any, Exception]] = {}
-        self.load_state(
-            model,
-            weights_store=source,
-            assets_store=None,
-            inner_path="",
-            visited_saveables={id(saveable) for saveable in skipped},
-            failed_saveables=set(),
-            error_msgs=failures,
-        )
-        return failures
-
-
-def _keras_state_walk(path: Path, action: str) -> _KerasStateWalk:
-    try:
-        from keras.src.saving.saving_lib import DiskIOStore, NpzIOStore, _load_state, _save_state
-    except ImportError:
-        keras = keras_module()
-        version = getattr(keras, "__version__", "unknown")
-        raise MissingDependencyError(
-            f"{action} {path} needs Keras's state walk (_save_state and _load_state in "
-            f"keras.src.saving.saving_lib), which Keras {version} does not have. Use "
-            "the .keras format, or install the Keras version nnsave was tested with: "
-            'pip install "nnsave[keras]"'
-        ) from None
-    return _KerasStateWalk(_save_state, _load_state, NpzIOStore, DiskIOStore)
-
-
-@functools.cache
-def _derived(store_class: type, keras_base: type) -> type:
-    # Our methods come first; Keras's base contributes only its type.
-    return type(store_class.__name__, (store_class, keras_base), {})
-
-
-class _Group(dict):
-    """The store one owner writes into: each value is passed on as it arrives."""
-
-    def __init__(self, path: str, receive: Callable[[str, str, Any], None]) -> None:
-        super().__init__()
-        self._path = path
-        self._receive = receive
-
-    def __setitem__(self, key: str, value: Any) -> None:
-        self._receive(self._path, key, value)
-        super().__setitem__(key, None)  # the key, for owners that count; not the value
-
+# --- stores of nnsave's own for Keras's walk -----------------------------------
 
 class _StateLayout:
     """The first walk: the name, dtype and shape of every value, in order."""
@@ -322,10 +264,10 @@ class _StateLayout:
         self.entries: list[tuple[str, str, tuple[int, ...]]] = []
         self.owners: dict[str, str] = {}
 
-    def make(self, path: str, metadata: dict[str, Any] | None = None) -> _Group:
+    def make(self, path: str, metadata: dict[str, Any] | None = None) -> Group:
         if metadata and isinstance(metadata.get("name"), str):
             self.owners[path] = metadata["name"]
-        return _Group(path, self._record)
+        return Group(path, self._record)
 
     def close(self) -> None:
         """Nothing to release; Keras's stores have this method."""
@@ -342,12 +284,12 @@ class _StateLayout:
 class _AssetRefusal:
     """Stands where Keras expects an asset store: no owner of files gets past it."""
 
-    def __init__(self, target: Path, layout: _StateLayout) -> None:
+    def __init__(self, target: Path, owners: Mapping[str, str]) -> None:
         self._target = target
-        self._layout = layout
+        self._owners = owners
 
     def make(self, path: str) -> str:
-        owner = self._layout.owners.get(path)
+        owner = self._owners.get(path)
         named = f"the layer {owner!r} (at {path})" if owner else f"the object at {path or 'the top'}"
         raise UnsupportedObjectError(
             f"{self._target}: {named} keeps state in files of its own (save_assets: a "
@@ -367,16 +309,16 @@ class _StateWriter:
         self._pending = iter(entries)
         self._target = target
 
-    def make(self, path: str, metadata: dict[str, Any] | None = None) -> _Group:
-        return _Group(path, self._write)
+    def make(self, path: str, metadata: dict[str, Any] | None = None) -> Group:
+        return Group(path, self._write)
 
     def close(self) -> None:
         """Nothing to release; Keras's stores have this method."""
 
     def _write(self, path: str, key: str, value: Any) -> None:
-        keras = keras_module()
-        array = np.asarray(keras.ops.convert_to_numpy(value), order="C")
-        found = (_tensor_name(path, key, self._target), keras.backend.standardize_dtype(array.dtype), array.shape)
+        # An array is written as it is: it is copied to the file at once.
+        array = np.asarray(value if isinstance(value, np.ndarray) else host_copy(value), order="C")
+        found = (_tensor_name(path, key, self._target), keras_module().backend.standardize_dtype(array.dtype), array.shape)
         if next(self._pending, None) != found:
             self._changed(found[0])
         # One value at a time: memory grows by the largest value, not the model.
