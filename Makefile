@@ -54,16 +54,19 @@ clean:
 	rm -rf _build .pytest_cache
 
 # Benchmarks (benchmarks/): nnsave against raw Keras, joblib, pickle, skops,
-# safetensors and plain file IO. The full run writes benchmarks/results/ and
-# takes about twelve minutes on two cores; the quick one (small workloads, for
-# CI) writes _build/bench-quick/. bench-book times each notebook and `make test`.
+# safetensors and plain file IO (run.py), then against plain s3fs on a local S3
+# server, moto on 127.0.0.1 (cloud.py). The full run writes benchmarks/results/
+# and takes about fifteen minutes on two cores; the quick one (small workloads,
+# for CI) writes _build/bench-quick/. bench-book times each notebook and `make test`.
 .PHONY: bench bench-quick bench-book
 
 bench: $(INSTALLED)
 	$(BIN)/python -m benchmarks.run
+	$(BIN)/python -m benchmarks.cloud
 
 bench-quick: $(INSTALLED)
 	$(BIN)/python -m benchmarks.run --quick
+	$(BIN)/python -m benchmarks.cloud --quick
 
 bench-book: $(INSTALLED)
 	$(BIN)/python -m benchmarks.book_timing --make-test

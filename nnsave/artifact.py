@@ -15,6 +15,15 @@ file changed meanwhile, a writer was at work, and the check starts again;
 if a staged manifest (left by a save killed between its two renames)
 describes the payload exactly, the pair is whole and the save is rolled
 forward, where this process may write.
+
+Object stores. The same unit, written by the five-step protocol that
+:mod:`nnsave.objectstore` describes (upload uncommitted, stage the manifest,
+commit, write the manifest, drop the staged one), and checked the same way:
+the payload is downloaded while it is hashed, and a mismatch is read again,
+then rolled forward from a staged manifest or reported. Without a lock,
+leftovers are told stale by their age (:data:`nnsave.objectstore.STALE_SECONDS`).
+A caller's file object is checked the same way against the manifest the
+caller hands over (:func:`checked_stream`).
 """
 
 from __future__ import annotations
@@ -22,20 +31,36 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import posixpath
 import stat
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from . import digest_cache, storage
-from .errors import IntegrityError, NNSaveError, PathError, Problem, TargetExistsError, UnwritableError
+from . import digest_cache, objectstore, storage
+from .errors import FileMissingError, IntegrityError, NNSaveError, PathError, Problem, TargetExistsError, UnwritableError
 from .formats import Payload
 from .hashing import DEFAULT_ALGORITHM, Digest, hash_buffer
 from .manifest import MANIFEST_SUFFIX, MAX_MANIFEST_BYTES, Manifest, manifest_path, parse_manifest, payload_path
+from .objectstore import ObjectPath
+from .paths import Location
 from .trust import Integrity
 
-__all__ = ["PairCheck", "write_pair", "checked_pair", "recover", "remove_pair"]
+__all__ = [
+    "PairCheck",
+    "write_pair",
+    "write_stream",
+    "write_manifest",
+    "checked_pair",
+    "checked_stream",
+    "read_manifest",
+    "recover",
+    "remove_pair",
+]
+
+Progress = Callable[[int], None] | None
 
 #: How often a check starts again when it sees a writer at work.
 _ATTEMPTS = 5
@@ -51,8 +76,9 @@ class PairCheck:
     block ends; :meth:`payload` gives a handler the very bytes that were hashed.
     """
 
-    path: Path
-    handle: storage.RegularFile
+    path: Location
+    #: The open local file, or the private copy of downloaded bytes.
+    handle: storage.RegularFile | objectstore.Fetched
     manifest: Manifest | None
     integrity: Integrity
     digest: Digest
@@ -77,7 +103,7 @@ class PairCheck:
 
     @property
     def others_can_write(self) -> bool:
-        return storage.writable_by_others(self.handle.status)
+        return self.handle.others_can_write
 
     def close(self) -> None:
         if self._payload is not None:
@@ -91,18 +117,23 @@ class PairCheck:
 
 
 def write_pair(
-    target: Path,
-    stage_payload: Callable[[storage.Transaction], Digest],
+    target: Location,
+    stage_payload: Callable[[Any], Digest],
     describe: Callable[[Digest], Manifest],
     *,
     overwrite: bool,
     algorithms: Iterable[str],
+    progress: Progress = None,
 ) -> None:
     """Write a payload and its manifest as one unit; on any failure, keep the previous pair.
 
     ``stage_payload`` stages the payload in the transaction and returns its
     digest; ``describe`` turns that digest into the (signed) manifest.
+    ``progress`` is told of each uploaded chunk (object stores only).
     """
+    if isinstance(target, ObjectPath):
+        _upload_pair(target, stage_payload, describe, overwrite=overwrite, algorithms=algorithms, progress=progress)
+        return
     try:
         with storage.transaction(target.parent, algorithms) as pending:
             recover(target.parent)
@@ -131,15 +162,82 @@ def write_pair(
         raise
 
 
-def recover(directory: Path) -> list[Path]:
-    """Finish or discard what interrupted saves left in ``directory``; the lock must be held.
+def write_stream(
+    stream: Any, target: Path, stage_payload: Callable[[Any], Digest], algorithms: Iterable[str], progress: Progress
+) -> Digest:
+    """Write a payload into a caller's binary file object, hashing it; return its digest.
+
+    The stream is the caller's: nothing is staged and nothing is atomic;
+    the caller keeps the manifest (see :func:`write_manifest`).
+    """
+    pending = objectstore.StreamTransaction(stream, target, algorithms, progress)
+    try:
+        return stage_payload(pending)
+    finally:
+        pending.close()
+
+
+def write_manifest(location: Location, manifest: Manifest) -> None:
+    """Write a manifest alone (the sidecar of a file object's payload), atomically."""
+    data = manifest.to_json().encode("utf-8")
+    if isinstance(location, ObjectPath):
+        objectstore.put_bytes(location, data)
+        return
+    with storage.transaction(location.parent) as pending:
+        pending.write_bytes(location, data)
+
+
+def _upload_pair(
+    target: ObjectPath,
+    stage_payload: Callable[[Any], Digest],
+    describe: Callable[[Digest], Manifest],
+    *,
+    overwrite: bool,
+    algorithms: Iterable[str],
+    progress: Progress,
+) -> None:
+    """The five steps of :mod:`nnsave.objectstore`'s protocol, for one target on a store."""
+    location = manifest_path(target)
+    _recover_remote(target.parent, objectstore.STALE_SECONDS, only=target.name)
+    if not overwrite and (objectstore.exists(target) or objectstore.exists(location)):
+        raise TargetExistsError(
+            f"{target} exists and overwrite=False; choose another name or pass overwrite=True.", str(target)
+        )
+    staged = location.with_name(objectstore.staging_name(location.name))
+    pending = objectstore.UploadTransaction(target, algorithms, exclusive=not overwrite, progress=progress)
+    try:
+        digest = stage_payload(pending)  # 1: uploaded, hashed, not committed
+        pending.upload.finish()
+        manifest = describe(digest).to_json().encode("utf-8")
+        objectstore.put_bytes(staged, manifest)  # 2
+        pending.upload.commit()  # 3: the payload appears whole
+    except BaseException:
+        pending.upload.discard()
+        with contextlib.suppress(NNSaveError):
+            objectstore.remove([staged])
+        raise
+    finally:
+        pending.close()
+    objectstore.put_bytes(location, manifest)  # 4
+    objectstore.remove([staged])  # 5
+
+
+def recover(directory: Location, *, older_than: float | None = None) -> list[Location]:
+    """Finish or discard what interrupted saves left in ``directory``.
 
     A save killed between its two renames leaves the new payload in place
     and its new manifest complete under its staging name: that save is
     rolled forward, after its manifest is checked against the payload again.
     Every other staging file is removed. Returns the staging files handled.
+
+    Local directories: the lock must be held, and every staging file is
+    stale. Object stores: only leftovers older than ``older_than`` seconds
+    (default :data:`nnsave.objectstore.STALE_SECONDS`) are, and uncommitted
+    S3 multipart uploads of that age are aborted.
     """
-    handled = []
+    if isinstance(directory, ObjectPath):
+        return _recover_remote(directory, objectstore.STALE_SECONDS if older_than is None else older_than)
+    handled: list[Location] = []
     for staging, target in storage.stale_temporaries(directory):
         if target.name.endswith(MANIFEST_SUFFIX) and _completes(staging, payload_path(target)):
             storage.publish(staging, target)
@@ -149,17 +247,54 @@ def recover(directory: Path) -> list[Path]:
     return handled
 
 
-def remove_pair(path: Path) -> None:
+def _recover_remote(directory: ObjectPath, older_than: float, *, only: str | None = None) -> list[Location]:
+    """:func:`recover` on a store; ``only`` limits it to one target's leftovers."""
+    handled: list[Location] = []
+    now = time.time()
+    for name in objectstore.names(directory):
+        staged_at = objectstore.staged_at(name)
+        if staged_at is None or now - staged_at < older_than:
+            continue
+        staging = directory / name
+        target = directory / name[1:].split(storage.TEMP_MARKER)[0]
+        if only is not None and target.name not in (only, only + MANIFEST_SUFFIX):
+            continue
+        if target.name.endswith(MANIFEST_SUFFIX) and _completes(staging, payload_path(target)):
+            objectstore.put_bytes(target, _read_bytes(staging))
+        objectstore.remove([staging])
+        handled.append(staging)
+    if only is None:
+        for key, upload_id in objectstore.stale_multipart_uploads(directory, older_than):
+            objectstore.abort_multipart_upload(directory, key, upload_id)
+            handled.append(directory / posixpath.basename(key))
+    return handled
+
+
+def remove_pair(path: Location) -> None:
     """Delete a payload and its manifest; the payload goes first."""
+    if isinstance(path, ObjectPath):
+        objectstore.remove([path, manifest_path(path)])
+        return
     with storage.directory_lock(path.parent):
         storage.remove_files([path, manifest_path(path)])
 
 
-def _completes(staged_manifest: Path, payload: Path) -> bool:
+def _read_bytes(location: Location) -> bytes:
+    """A manifest-sized file, local or on a store."""
+    if isinstance(location, ObjectPath):
+        return objectstore.read_small(location, MAX_MANIFEST_BYTES)
+    return storage.read_small_file(location, MAX_MANIFEST_BYTES)
+
+
+def _completes(staged_manifest: Location, payload: Location) -> bool:
     try:
-        manifest = parse_manifest(storage.read_small_file(staged_manifest, MAX_MANIFEST_BYTES), source=staged_manifest)
-        with storage.open_regular(payload) as handle:
-            digest = hash_buffer(handle.contents(), [manifest.preferred_algorithm])
+        manifest = parse_manifest(_read_bytes(staged_manifest), source=staged_manifest)
+        if isinstance(payload, ObjectPath):
+            with contextlib.closing(objectstore.fetch(payload, [manifest.preferred_algorithm])) as fetched:
+                digest = fetched.digest
+        else:
+            with storage.open_regular(payload) as handle:
+                digest = hash_buffer(handle.contents(), [manifest.preferred_algorithm])
     except (NNSaveError, OSError, ValueError):
         return False
     return manifest.describes(digest)
@@ -170,18 +305,19 @@ def _completes(staged_manifest: Path, payload: Path) -> bool:
 
 @contextlib.contextmanager
 def checked_pair(
-    path: Path,
+    path: Location,
     *,
     format_name: str,
     extra_algorithms: Iterable[str] = (),
     rehash: bool = False,
+    progress: Progress = None,
 ) -> Iterator[PairCheck]:
     """Open ``path`` once, compare it with its manifest, and yield the record.
 
     Parameters
     ----------
-    path : pathlib.Path
-        The payload.
+    path : pathlib.Path or ObjectPath
+        The payload; one on an object store is downloaded while it is hashed.
     format_name : str
         The format the payload's suffix implies; a manifest of another
         format is a mismatch.
@@ -190,22 +326,69 @@ def checked_pair(
     rehash : bool
         Hash the bytes even if the digest cache knows them, under every
         algorithm the manifest records (``verify`` does).
+    progress : callable, optional
+        Told the size of each chunk downloaded or hashed.
 
     Raises
     ------
     nnsave.PathError
         The payload is missing, a directory, a FIFO or a device, or unreadable.
     """
-    check = _check(path, format_name, tuple(extra_algorithms), rehash)
+    check = _check(path, format_name, tuple(extra_algorithms), rehash, progress)
     try:
         yield check
     finally:
         check.close()
 
 
-def _check(path: Path, format_name: str, extra: tuple[str, ...], rehash: bool) -> PairCheck:
+def read_manifest(location: Location) -> Manifest:
+    """The manifest at ``location`` (a file object's sidecar), read defensively.
+
+    Raises
+    ------
+    nnsave.FileMissingError
+        Nothing is there.
+    nnsave.IntegrityError
+        It is damaged.
+    """
+    manifest, damage = _read_manifest(location)
+    if damage is not None:
+        raise damage
+    if manifest is None:
+        raise FileMissingError(f"The manifest {location} does not exist. Check its path or URL.", str(location))
+    return manifest
+
+
+@contextlib.contextmanager
+def checked_stream(
+    stream: Any,
+    display: Path,
+    manifest: Manifest | None,
+    *,
+    format_name: str,
+    extra_algorithms: Iterable[str] = (),
+    progress: Progress = None,
+) -> Iterator[PairCheck]:
+    """Read a caller's binary file object while hashing it, compare it with ``manifest``, yield the record.
+
+    ``manifest`` is the one :func:`nnsave.save` returned (or
+    :func:`read_manifest` read), or None: then only a pin can vouch for the
+    bytes. ``display`` names the stream in messages.
+    """
+    algorithm = manifest.preferred_algorithm if manifest is not None else DEFAULT_ALGORITHM
+    fetched = objectstore.read_stream(stream, [algorithm, *extra_algorithms], progress=progress)
+    check = PairCheck(display, fetched, manifest, Integrity.NO_MANIFEST, fetched.digest)
+    if manifest is not None:
+        _compare(check, manifest, format_name, None)
+    try:
+        yield check
+    finally:
+        check.close()
+
+
+def _check(path: Location, format_name: str, extra: tuple[str, ...], rehash: bool, progress: Progress) -> PairCheck:
     for attempt in range(_ATTEMPTS):
-        check, manifest_seen = _attempt(path, format_name, extra, rehash)
+        check, manifest_seen = _attempt(path, format_name, extra, rehash, progress)
         if check.integrity is Integrity.INTACT:
             return check
         if check.problem is not Problem.DAMAGED_MANIFEST and _roll_forward(check, format_name):
@@ -220,20 +403,26 @@ def _check(path: Path, format_name: str, extra: tuple[str, ...], rehash: bool) -
     return check
 
 
-def _attempt(path: Path, format_name: str, extra: tuple[str, ...], rehash: bool) -> tuple[PairCheck, tuple[int, ...] | None]:
+def _attempt(
+    path: Location, format_name: str, extra: tuple[str, ...], rehash: bool, progress: Progress
+) -> tuple[PairCheck, tuple[Any, ...] | None]:
     location = manifest_path(path)
     manifest_seen = _identity(location)
     manifest, damage = _read_manifest(location)
-    handle = storage.open_regular(path)
-    try:
-        algorithm = manifest.preferred_algorithm if manifest is not None else DEFAULT_ALGORITHM
-        if rehash and manifest is not None:
-            extra = (*extra, *manifest.digests)
-        check = PairCheck(path, handle, manifest, Integrity.NO_MANIFEST, Digest(handle.size))
-        check.digest = _digest(check, algorithm, extra, rehash)
-    except BaseException:
-        handle.close()
-        raise
+    algorithm = manifest.preferred_algorithm if manifest is not None else DEFAULT_ALGORITHM
+    if rehash and manifest is not None:
+        extra = (*extra, *manifest.digests)
+    if isinstance(path, ObjectPath):
+        fetched = objectstore.fetch(path, [algorithm, *extra], progress=progress)
+        check = PairCheck(path, fetched, manifest, Integrity.NO_MANIFEST, fetched.digest)
+    else:
+        handle = storage.open_regular(path)
+        try:
+            check = PairCheck(path, handle, manifest, Integrity.NO_MANIFEST, Digest(handle.size))
+            check.digest = _digest(check, algorithm, extra, rehash, progress)
+        except BaseException:
+            handle.close()
+            raise
     if damage is not None:
         check.integrity, check.problem, check.detail = Integrity.MISMATCH, Problem.DAMAGED_MANIFEST, str(damage)
     elif manifest is not None:
@@ -241,26 +430,28 @@ def _attempt(path: Path, format_name: str, extra: tuple[str, ...], rehash: bool)
     return check, manifest_seen
 
 
-def _digest(check: PairCheck, algorithm: str, extra: tuple[str, ...], rehash: bool) -> Digest:
-    wanted = [algorithm, *(name for name in extra if name != algorithm)]
+def _digest(check: PairCheck, algorithm: str, extra: tuple[str, ...], rehash: bool, progress: Progress) -> Digest:
+    handle = check.handle
+    assert isinstance(handle, storage.RegularFile)
+    wanted = list(dict.fromkeys([algorithm, *extra]))
     if len(wanted) == 1:
         return digest_cache.digest_of(
-            check.handle, algorithm, lambda: hash_buffer(check.contents(), wanted), refresh=rehash
+            handle, algorithm, lambda: hash_buffer(check.contents(), wanted, progress), refresh=rehash
         )
     started_ns = time.time_ns()
-    digest = hash_buffer(check.contents(), wanted)
-    digest_cache.remember(check.handle, digest, algorithm, started_ns)
+    digest = hash_buffer(check.contents(), wanted, progress)
+    digest_cache.remember(handle, digest, algorithm, started_ns)
     return digest
 
 
-def _compare(check: PairCheck, manifest: Manifest, format_name: str, location: Path) -> None:
+def _compare(check: PairCheck, manifest: Manifest, format_name: str, location: Location | None) -> None:
     path = check.path
     if manifest.format != format_name:
         problem, words = Problem.OTHER_FORMAT, f"the manifest describes a {manifest.format} file, but {path.name} is a {format_name} file"
     elif manifest.describes(check.digest):
         check.integrity = Integrity.INTACT
         return
-    elif _written_after(check.handle.status, location):
+    elif isinstance(location, Path) and isinstance(check.handle, storage.RegularFile) and _written_after(check.handle.status, location):
         problem, words = (
             Problem.STALE_MANIFEST,
             "the file was rewritten after its manifest was written, by something other "
@@ -280,9 +471,14 @@ def _compare(check: PairCheck, manifest: Manifest, format_name: str, location: P
     check.detail = mismatch_message(path, problem, words)
 
 
-def mismatch_message(path: Path, problem: Problem, words: str) -> str:
+def mismatch_message(path: Location, problem: Problem, words: str) -> str:
     """The whole sentence an integrity error carries, remedy included."""
-    if problem is Problem.STALE_MANIFEST:
+    if isinstance(path, ObjectPath):
+        remedy = (
+            "Do not use it. If two processes saved to this URL at once, the pair is mixed: "
+            "save the model again; otherwise restore it from a backup."
+        )
+    elif problem is Problem.STALE_MANIFEST:
         remedy = (
             "If you saved it that way on purpose, save it again with nnsave.save to "
             "write a matching manifest; otherwise restore it from a backup."
@@ -300,7 +496,9 @@ def _written_after(status: os.stat_result, location: Path) -> bool:
     return status.st_mtime_ns > manifest_mtime + _STALE_MARGIN_NS
 
 
-def _identity(location: Path) -> tuple[int, ...] | None:
+def _identity(location: Location) -> tuple[Any, ...] | None:
+    if isinstance(location, ObjectPath):
+        return objectstore.identity(location)
     try:
         status = os.stat(location)
     except OSError:
@@ -308,10 +506,10 @@ def _identity(location: Path) -> tuple[int, ...] | None:
     return status.st_dev, status.st_ino, status.st_size, status.st_mtime_ns
 
 
-def _read_manifest(location: Path) -> tuple[Manifest | None, IntegrityError | None]:
+def _read_manifest(location: Location) -> tuple[Manifest | None, IntegrityError | None]:
     """The parsed manifest (None if absent), or the reason it is damaged."""
     try:
-        data = storage.read_small_file(location, MAX_MANIFEST_BYTES)
+        data = _read_bytes(location)
     except FileNotFoundError:
         return None, None
     except (PathError, ValueError) as error:
@@ -326,19 +524,30 @@ def _read_manifest(location: Path) -> tuple[Manifest | None, IntegrityError | No
         return None, error
 
 
+def _staged_manifests(location: Location) -> list[Location]:
+    """The staged manifests of saves to ``location``'s payload, as a reader finds them."""
+    prefix = f".{location.name}{storage.TEMP_MARKER}"
+    if isinstance(location, ObjectPath):
+        with contextlib.suppress(NNSaveError):
+            return [location.with_name(name) for name in objectstore.names(location.parent) if name.startswith(prefix)]
+        return []
+    try:
+        entries = sorted(entry for entry in os.scandir(location.parent) if entry.name.startswith(prefix))
+    except OSError:  # a directory that can be searched but not listed: nothing to find
+        return []
+    found: list[Location] = []
+    for entry in entries:
+        with contextlib.suppress(OSError):
+            if stat.S_ISREG(entry.stat(follow_symlinks=False).st_mode):
+                found.append(Path(entry.path))
+    return found
+
+
 def _roll_forward(check: PairCheck, format_name: str) -> bool:
     """Complete a pair from a staged manifest that describes the payload exactly."""
-    location = manifest_path(check.path)
-    prefix = f".{location.name}{storage.TEMP_MARKER}"
-    try:
-        candidates = sorted(entry for entry in os.scandir(check.path.parent) if entry.name.startswith(prefix))
-    except OSError:  # a directory that can be searched but not listed: nothing to find
-        return False
-    for entry in candidates:
+    for candidate in _staged_manifests(manifest_path(check.path)):
         try:
-            if not stat.S_ISREG(entry.stat(follow_symlinks=False).st_mode):
-                continue
-            staged = parse_manifest(storage.read_small_file(Path(entry.path), MAX_MANIFEST_BYTES), source=Path(entry.path))
+            staged = parse_manifest(_read_bytes(candidate), source=candidate)
         except (NNSaveError, OSError, ValueError):
             continue
         if staged.format != format_name:
@@ -350,13 +559,20 @@ def _roll_forward(check: PairCheck, format_name: str) -> bool:
         if staged.describes(check.digest):
             check.manifest, check.integrity, check.problem, check.detail = staged, Integrity.INTACT, None, None
             check.rolled_forward = True
-            _finish_torn_save(check.path.parent)
+            _finish_torn_save(check.path)
             return True
     return False
 
 
-def _finish_torn_save(directory: Path) -> None:
+def _finish_torn_save(payload: Location) -> None:
     """Publish the staged manifest for good, if this process may write and no writer is busy."""
+    if isinstance(payload, ObjectPath):
+        # No lock tells a dead writer from a live one: only old leftovers of
+        # this payload's saves are handled, and only where this process may write.
+        with contextlib.suppress(NNSaveError):
+            _recover_remote(payload.parent, objectstore.STALE_SECONDS, only=payload.name)
+        return
+    directory = payload.parent
     with contextlib.suppress(OSError, NNSaveError), storage.directory_lock(directory, wait=False) as held:
         if held:
             recover(directory)

@@ -15,7 +15,7 @@ import sys
 import warnings
 from collections.abc import Sequence
 
-from . import api, keys
+from . import api, artifact, keys
 from ._version import __version__
 from .errors import FormatError, IntegrityError, NNSaveError, UntrustedFileError
 
@@ -29,21 +29,47 @@ _WIDTH = 88
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="nnsave",
-        description="Inspect and verify model files saved with nnsave.",
+        description="Inspect and verify model files saved with nnsave, on disk or on an object store "
+        "(s3://, gs://, az://, memory:// URLs).",
         epilog="Exit status: 0 ok, 1 damaged or refused, 2 usage or missing file, 3 internal error.",
     )
     parser.add_argument("--version", action="version", version=f"nnsave {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    inspect = commands.add_parser("inspect", help="describe a saved file or a TensorFlow checkpoint without loading it")
+    # What every command that reads a path or URL takes.
+    reach = argparse.ArgumentParser(add_help=False)
+    reach.add_argument(
+        "--storage-option", action="append", default=[], metavar="KEY=VALUE", type=_storage_option,
+        help="an fsspec option for a URL (repeatable), e.g. endpoint_url=http://127.0.0.1:9000; "
+        "VALUE is read as JSON if it parses (true, 3), else as text",
+    )
+    shown = argparse.ArgumentParser(add_help=False)
+    shown.add_argument("--progress", action="store_true", help="show progress on stderr even when it is not a terminal")
+    inspect = commands.add_parser("inspect", parents=[reach, shown],
+                                  help="describe a saved file or a TensorFlow checkpoint without loading it")
     inspect.add_argument("path", metavar="PATH")
     inspect.add_argument("--json", action="store_true", help="print JSON instead of text")
-    verify = commands.add_parser("verify", help="hash a file and check it against its manifest")
+    verify = commands.add_parser("verify", parents=[reach, shown], help="hash a file and check it against its manifest")
     verify.add_argument("path", metavar="PATH")
-    listing = commands.add_parser("ls", help="list the checkpoints in a directory and whether each verifies")
+    listing = commands.add_parser("ls", parents=[reach], help="list the checkpoints in a directory and whether each verifies")
     listing.add_argument("directory", metavar="DIR")
     listing.add_argument("--all", action="store_true", help=f"show every checkpoint, not only the newest {_LS_ROWS}")
+    clean = commands.add_parser("clean", parents=[reach],
+                                help="remove what interrupted saves left in a directory (on an object store: by age)")
+    clean.add_argument("directory", metavar="DIR")
+    clean.add_argument("--older-than", type=float, metavar="SECONDS", default=None,
+                       help="object stores: leftovers older than this are stale (default: one hour)")
     commands.add_parser("key", help="show where your signing key lives and its id")
     return parser
+
+
+def _storage_option(text: str) -> tuple[str, object]:
+    key, equals, value = text.partition("=")
+    if not equals or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, not {text!r}")
+    try:
+        return key, json.loads(value)
+    except ValueError:
+        return key, value
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -73,15 +99,19 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(arguments: argparse.Namespace) -> int:
-    if arguments.command == "ls":
-        return _list_checkpoints(arguments.directory, arguments.all)
     if arguments.command == "key":
         return _show_key()
+    options = dict(arguments.storage_option) or None
+    if arguments.command == "ls":
+        return _list_checkpoints(arguments.directory, arguments.all, options)
+    if arguments.command == "clean":
+        return _clean(arguments.directory, arguments.older_than, options)
+    progress = arguments.progress or sys.stderr.isatty()
     if arguments.command == "inspect":
-        info = api.inspect(arguments.path)
+        info = api.inspect(arguments.path, storage_options=options, progress=progress)
         print(json.dumps(info.to_dict(), indent=2) if arguments.json else info)
         return EXIT_OK
-    info = api.verify(arguments.path)
+    info = api.verify(arguments.path, storage_options=options, progress=progress)
     digest = ", ".join(f"{name} {value}" for name, value in info.digests.items())
     print(f"OK {info.path}: {info.size:,} bytes, {info.signature.value}")
     print(f"   {digest}")
@@ -100,12 +130,24 @@ def _show_key() -> int:
     return EXIT_OK
 
 
-def _list_checkpoints(directory: str, show_all: bool) -> int:
+def _clean(directory: str, older_than: float | None, options: dict | None) -> int:
+    from .checkpoint.folder import CheckpointFolder
+
+    folder = CheckpointFolder(directory, options).require()
+    with folder.writing():
+        handled = artifact.recover(folder.directory, older_than=older_than)
+    for leftover in handled:
+        print(f"removed or finished {leftover}")
+    print(f"{folder.directory}: {len(handled)} leftover(s) of interrupted saves handled")
+    return EXIT_OK
+
+
+def _list_checkpoints(directory: str, show_all: bool, options: dict | None) -> int:
     from .checkpoint import list_checkpoints
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        rows = list_checkpoints(directory)
+        rows = list_checkpoints(directory, storage_options=options)
     for warning in caught:
         print(f"nnsave: warning: {warning.message}", file=sys.stderr)
     if not rows:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import collections
 import hashlib
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -38,6 +38,8 @@ __all__ = [
 #: Every algorithm a manifest may record, strongest preference first.
 ALGORITHMS = ("blake3", "sha256")
 DEFAULT_ALGORITHM = "blake3"
+#: With a progress callback, buffers are hashed in slices of this size.
+PROGRESS_SLICE = 64 << 20
 _HEX = re.compile(r"[0-9a-f]{64}")
 
 
@@ -80,22 +82,36 @@ def new_hash(algorithm: str) -> Any:
     raise ValueError(f"unknown digest algorithm {algorithm!r}; nnsave knows {', '.join(ALGORITHMS)}")
 
 
-def hash_buffer(data: bytes | bytearray | memoryview, algorithms: Iterable[str]) -> Digest:
+def hash_buffer(
+    data: bytes | bytearray | memoryview,
+    algorithms: Iterable[str],
+    progress: Callable[[int], None] | None = None,
+) -> Digest:
     """The digest of bytes already in memory (or memory-mapped).
 
     With more than one algorithm, each runs in its own thread over the same
     buffer; both libraries release the GIL, so two algorithms cost about as
-    much as the slower one.
+    much as the slower one. ``progress``, if given, is called with the size
+    of each slice of :data:`PROGRESS_SLICE` bytes once it is hashed.
     """
     view = memoryview(data).cast("B")
     names = list(dict.fromkeys(algorithms))
     hashes = {name: new_hash(name) for name in names}
+    step = max(len(view), 1) if progress is None else PROGRESS_SLICE
+    slices = [view[start : start + step] for start in range(0, len(view), step)] or [view]
     if len(hashes) == 1:
-        next(iter(hashes.values())).update(view)
+        only = next(iter(hashes.values()))
+        for part in slices:
+            only.update(part)
+            if progress is not None:
+                progress(len(part))
     else:
         with ThreadPoolExecutor(max_workers=len(hashes), thread_name_prefix="nnsave-hash") as pool:
-            for done in [pool.submit(h.update, view) for h in hashes.values()]:
-                done.result()
+            for part in slices:
+                for done in [pool.submit(h.update, part) for h in hashes.values()]:
+                    done.result()
+                if progress is not None:
+                    progress(len(part))
     return Digest(len(view), {name: h.hexdigest() for name, h in hashes.items()})
 
 

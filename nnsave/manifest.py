@@ -145,15 +145,15 @@ class Manifest:
         return next(name for name in ALGORITHMS if name in self.digests)
 
 
-def manifest_path(payload: Path) -> Path:
-    """The manifest that belongs to ``payload``."""
-    payload = Path(payload)
+def manifest_path(payload: Any) -> Any:
+    """The manifest that belongs to ``payload`` (a path, or a location on an object store)."""
+    payload = payload if hasattr(payload, "with_name") else Path(payload)
     return payload.with_name(payload.name + MANIFEST_SUFFIX)
 
 
-def payload_path(manifest: Path) -> Path:
+def payload_path(manifest: Any) -> Any:
     """The payload a manifest belongs to."""
-    manifest = Path(manifest)
+    manifest = manifest if hasattr(manifest, "with_name") else Path(manifest)
     return manifest.with_name(manifest.name[: -len(MANIFEST_SUFFIX)])
 
 

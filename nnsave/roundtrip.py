@@ -10,9 +10,11 @@ from typing import Any
 
 import numpy as np
 
-from . import api
+from . import api, objectstore
 from .errors import InvalidArgumentError, NNSaveError
 from .formats import class_path, handler_for_object, handler_for_path
+from .objectstore import ObjectPath
+from .paths import location
 
 __all__ = ["RoundtripReport", "roundtrip"]
 
@@ -53,6 +55,8 @@ def roundtrip(
     safe_mode: bool = True,
     compile: bool = True,
     custom_objects: Mapping[str, Any] | None = None,
+    path: Any = None,
+    storage_options: Mapping[str, Any] | None = None,
 ) -> RoundtripReport:
     """Save ``obj`` to a temporary file, load it back and compare its predictions.
 
@@ -71,6 +75,12 @@ def roundtrip(
         Tolerances as in :func:`numpy.allclose`; the defaults demand equality.
     safe_mode, compile, custom_objects
         Passed to :func:`nnsave.load`.
+    path : str, os.PathLike or URL, optional
+        Go through this file instead of a temporary one, for instance an
+        object store's URL, to check the whole way there and back; the file
+        is left in place. Its suffix chooses the format.
+    storage_options : dict, optional
+        For a URL: options for fsspec, as :func:`nnsave.save` takes them.
 
     Returns
     -------
@@ -87,18 +97,24 @@ def roundtrip(
     """
     if not callable(getattr(obj, "predict", None)):
         raise InvalidArgumentError(f"roundtrip compares predictions, but a {class_path(obj)} has no predict method.")
-    handler = handler_for_path(Path(f"model{suffix}")) if suffix else handler_for_object(obj)
+    if path is not None and suffix is not None:
+        raise InvalidArgumentError("roundtrip takes suffix= or path=, not both: the path's suffix is the format.")
+    destination = location(path, storage_options) if path is not None else None
+    if destination is not None:
+        handler = handler_for_path(destination)
+    else:
+        handler = handler_for_path(Path(f"model{suffix}")) if suffix else handler_for_object(obj)
     methods = [m for m in ("predict", "predict_proba") if callable(getattr(obj, m, None))]
     is_keras = handler.name.startswith("keras")
     with tempfile.TemporaryDirectory(prefix="nnsave-roundtrip-") as folder:
-        target = Path(folder) / f"roundtrip{handler.suffixes[0]}"
+        target = destination or Path(folder) / f"roundtrip{handler.suffixes[0]}"
         try:
             api.save(obj, target)
-            size = target.stat().st_size
+            size = objectstore.size(target) if isinstance(target, ObjectPath) else target.stat().st_size
             restored = api.load(target, safe_mode=safe_mode, compile=compile, custom_objects=custom_objects)
         except NNSaveError as error:
-            # The temporary file means nothing to the caller; name their object.
-            error.args = (str(error).replace(str(target), f"the round trip of your {class_path(obj)}"), *error.args[1:])
+            if destination is None:  # the temporary file means nothing to the caller; name their object
+                error.args = (str(error).replace(str(target), f"the round trip of your {class_path(obj)}"), *error.args[1:])
             raise
         outputs = {
             method: (_predict(obj, method, X, is_keras), _predict(restored, method, X, is_keras)) for method in methods

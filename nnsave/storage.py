@@ -38,10 +38,11 @@ import stat
 import sys
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import filelock
 
@@ -224,13 +225,28 @@ class HashingWriter(io.RawIOBase):
     It reports itself as not seekable, so writers such as :mod:`zipfile`
     produce their output strictly in order and the running digest equals the
     digest of the finished file.
+
+    ``raw`` is a local file (whose bytes are flushed to the disk early, see
+    :data:`EARLY_SYNC_BYTES`) or, with ``early_sync=False``, any binary
+    stream: an upload, a caller's file object. ``progress``, if given, is
+    called with the size of each write.
     """
 
-    def __init__(self, raw: io.FileIO, algorithms: Iterable[str], display_name: str) -> None:
+    def __init__(
+        self,
+        raw: Any,
+        algorithms: Iterable[str],
+        display_name: str,
+        *,
+        early_sync: bool = True,
+        progress: Callable[[int], None] | None = None,
+    ) -> None:
         super().__init__()
         self._raw = raw
         self._hasher = StreamHasher(algorithms)
         self._display_name = display_name
+        self._early_sync = early_sync
+        self._progress = progress
         self._unsynced = 0
         self._background: _BackgroundSync | None = None
 
@@ -248,11 +264,15 @@ class HashingWriter(io.RawIOBase):
         pending = self._hasher.update(data, view)
         written = 0
         while written < len(view):
-            written += self._raw.write(view[written:]) or 0
+            count = self._raw.write(view[written:])
+            # Some file objects return None from write(); they took everything.
+            written = len(view) if count is None else written + count
         if pending is not None:
             pending.result()
+        if self._progress is not None:
+            self._progress(len(view))
         self._unsynced += len(view)
-        if self._unsynced >= EARLY_SYNC_BYTES:
+        if self._early_sync and self._unsynced >= EARLY_SYNC_BYTES:
             self._sync_in_background()
         return len(view)
 
@@ -487,6 +507,11 @@ class RegularFile:
     @property
     def size(self) -> int:
         return self.status.st_size
+
+    @property
+    def others_can_write(self) -> bool:
+        """True if someone other than this user could change the file in place."""
+        return writable_by_others(self.status)
 
     def head(self, count: int) -> bytes:
         """The first ``count`` bytes (fewer if the file is shorter)."""

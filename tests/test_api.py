@@ -249,8 +249,10 @@ def test_a_directory_a_fifo_and_a_file_object_get_clear_errors(tmp_path, monkeyp
     os.mkfifo(fifo)
     with pytest.raises(NotAFileError, match="FIFO"):
         nnsave.load(fifo)
-    with open(tmp_path / "f.joblib", "wb") as handle, pytest.raises(InvalidArgumentError, match="file object"):
-        nnsave.save([1], handle)
+    with pytest.raises(InvalidArgumentError, match="file object"):
+        nnsave.save([1], tmp_path / "f.joblib", manifest=tmp_path / "elsewhere.nnsave.json")
+    with pytest.raises(InvalidArgumentError, match="storage_options apply to URLs"):
+        nnsave.load(tmp_path / "f.joblib", storage_options={"anon": True})
     with pytest.raises(InvalidArgumentError, match="not int"):
         nnsave.load(3)
     with pytest.raises(FileMissingError, match="No such file"):

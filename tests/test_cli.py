@@ -74,7 +74,7 @@ def test_a_closed_pipe_is_not_an_error(saved):
 
 
 def test_an_internal_error_is_one_line_with_its_own_status(monkeypatch, capsys, saved):
-    def broken(path):
+    def broken(path, **options):
         raise RuntimeError("a bug")
 
     monkeypatch.setattr(cli.api, "inspect", broken)

@@ -34,13 +34,12 @@ import functools
 import threading
 import warnings
 from collections.abc import Callable, Mapping
-from pathlib import Path
 from typing import Any
 
 from .. import api
 from ..errors import CheckpointFallbackWarning, InvalidArgumentError, MissingDependencyError, deferred_warnings, warn_caller
 from ..formats import handler_for_path
-from ..paths import PathLike
+from ..paths import Location, PathLike
 from .folder import CheckpointFolder
 from .index import (
     INDEX_NAME,
@@ -72,9 +71,13 @@ class CheckpointerBase:
 
     Parameters
     ----------
-    directory : str, bytes or os.PathLike
+    directory : str, bytes, os.PathLike or URL
         Where the checkpoints go; created when training starts if missing.
-        Leftover temporary files of interrupted saves are removed then.
+        Leftover temporary files of interrupted saves are removed then. A URL
+        (``s3://bucket/runs/digits``) keeps them on an object store, with the
+        same retention, index and resume; there, one writer per directory
+        (an object store has no lock), and leftovers are removed once older
+        than :data:`nnsave.objectstore.STALE_SECONDS`.
     every_n_epochs : int, default 1
         Save after every epoch whose count is a multiple of this.
     max_to_keep : int, default 5
@@ -92,12 +95,14 @@ class CheckpointerBase:
         When training ends after an epoch that was not saved (12 epochs with
         ``every_n_epochs=5``, or an early stop), save that last epoch too, so
         that no trained epoch is lost.
+    storage_options : dict, optional
+        For a URL: options for fsspec, as :func:`nnsave.save` takes them.
     background : bool, default False
         Copy the model's state into host memory at the end of the epoch and
         write the checkpoint in a background thread while training goes on.
         The file is the one a synchronous save at that moment would write.
         One save at most is in flight: the next one waits for it, and so do
-        the end of training and :meth:`wait`. The memory of one more copy of
+        the end of training and ``wait()``. The memory of one more copy of
         the model's weights and optimizer state is held while it is written.
         If the background save fails, its error is raised on the training
         thread at the next epoch's start or end (at the latest by the next
@@ -152,6 +157,7 @@ class CheckpointerBase:
         mode: str = "min",
         keep_best: bool = False,
         save_on_train_end: bool = True,
+        storage_options: Mapping[str, Any] | None = None,
         background: bool = False,
     ) -> None:
         super().__init__()
@@ -167,7 +173,7 @@ class CheckpointerBase:
             raise InvalidArgumentError(
                 "keep_best=True needs monitor=..., the log key that decides which checkpoint is best."
             )
-        self._folder = CheckpointFolder(directory)
+        self._folder = CheckpointFolder(directory, storage_options)
         self.directory = self._folder.directory
         self._folder.require(may_be_missing=True)
         self.every_n_epochs = every_n_epochs
@@ -231,7 +237,7 @@ class CheckpointerBase:
 
     # ------------------------------------------------------------------- saving
 
-    def save(self, epoch: int, logs: Mapping[str, Any]) -> Path:
+    def save(self, epoch: int, logs: Mapping[str, Any]) -> Location:
         """Save the model as the checkpoint of ``epoch``, then apply retention.
 
         ``fit`` calls this through the callback; call it yourself only to
@@ -253,7 +259,7 @@ class CheckpointerBase:
         self._saved_epoch = epoch
         return target
 
-    def _snapshot(self, target: Path) -> Any | None:
+    def _snapshot(self, target: Location) -> Any | None:
         """The model's state copied now, or None (with a warning) if this Keras cannot be snapshotted."""
         try:
             return handler_for_path(target).snapshot(self.model, target)

@@ -159,7 +159,8 @@ def take_survey(folder: CheckpointFolder) -> Survey:
     # A reader, holding no lock, cannot tell a live save's from a dead one's,
     # so they are not worth a warning either; Checkpointer removes dead ones.
     survey.candidates += _keras_candidates(survey, names)
-    survey.candidates += _tf_candidates(survey, names)
+    if not folder.remote:  # TensorFlow checkpoints are read from local directories only
+        survey.candidates += _tf_candidates(survey, names)
     survey.fingerprint = folder.fingerprint(survey.watched_names())
     return survey
 
@@ -317,7 +318,9 @@ def first_usable(
     return outcome
 
 
-def latest_checkpoint(directory: PathLike, *, key: bytes | str | None = None) -> Path | None:
+def latest_checkpoint(
+    directory: PathLike, *, key: bytes | str | None = None, storage_options: Mapping[str, Any] | None = None
+) -> Path | None:
     """The newest usable checkpoint in ``directory``, or None if there is none.
 
     nnsave's own checkpoints (``ckpt-NNNNN.keras``, listed in
@@ -328,14 +331,17 @@ def latest_checkpoint(directory: PathLike, *, key: bytes | str | None = None) ->
 
     Parameters
     ----------
-    directory : str, bytes or os.PathLike
+    directory : str, bytes, os.PathLike or URL
         A directory written by :class:`Checkpointer`, ``tf.train.CheckpointManager``
-        or TF1's ``tf.train.Saver``.
+        or TF1's ``tf.train.Saver``; or a prefix on an object store
+        (``s3://bucket/runs/digits``) written by :class:`Checkpointer`.
     key : bytes or str, optional
         Accept only ``.keras`` checkpoints signed with this key (the
         ``NNSAVE_KEY`` environment variable does the same); the others are
         skipped with a warning. TensorFlow checkpoints carry no signature,
         so a key does not apply to them.
+    storage_options : dict, optional
+        For a URL: options for fsspec, as :func:`nnsave.save` takes them.
 
     Returns
     -------
@@ -364,7 +370,7 @@ def latest_checkpoint(directory: PathLike, *, key: bytes | str | None = None) ->
     >>> nnsave.latest_checkpoint("runs/digits")  # doctest: +SKIP
     PosixPath('runs/digits/ckpt-00010.keras')
     """
-    folder = CheckpointFolder(directory).require()
+    folder = CheckpointFolder(directory, storage_options).require()
     signing_key = keys.resolve_key(key, create=False)
 
     def usable(candidate: Candidate) -> None:
@@ -387,6 +393,7 @@ def resume(
     compile: bool = True,
     custom_objects: Mapping[str, Any] | None = None,
     key: bytes | str | None = None,
+    storage_options: Mapping[str, Any] | None = None,
 ) -> tuple[keras.Model, int]:
     """Load the newest usable checkpoint and the epoch to continue from.
 
@@ -396,9 +403,9 @@ def resume(
 
     Parameters
     ----------
-    directory : str, bytes or os.PathLike
-        A directory written by :class:`Checkpointer`.
-    trusted, safe_mode, compile, custom_objects, key : see :func:`nnsave.load`
+    directory : str, bytes, os.PathLike or URL
+        A directory written by :class:`Checkpointer`, local or on an object store.
+    trusted, safe_mode, compile, custom_objects, key, storage_options : see :func:`nnsave.load`
         Passed on to it. A checkpoint of a model with a
         ``Lambda`` layer needs ``safe_mode=False``; your own checkpoints are
         signed with your key, so that is all it needs.
@@ -436,7 +443,7 @@ def resume(
     >>> callbacks = [nnsave.Checkpointer("runs/digits")]  # doctest: +SKIP
     >>> model.fit(X, y, epochs=20, initial_epoch=initial_epoch, callbacks=callbacks)  # doctest: +SKIP
     """
-    folder = CheckpointFolder(directory).require()
+    folder = CheckpointFolder(directory, storage_options).require()
     signing_key = keys.resolve_key(key, create=False)
     # A load that could run code needs a voucher; rather than fail on a
     # newer checkpoint nobody vouches for, fall back to one your key signed.
@@ -539,7 +546,9 @@ class CheckpointStatus:
     signature: SignatureStatus | None = None
 
 
-def list_checkpoints(directory: PathLike, *, key: bytes | str | None = None) -> list[CheckpointStatus]:
+def list_checkpoints(
+    directory: PathLike, *, key: bytes | str | None = None, storage_options: Mapping[str, Any] | None = None
+) -> list[CheckpointStatus]:
     """Describe every checkpoint in ``directory``, oldest first, verifying each.
 
     Nothing is loaded: ``.keras`` checkpoints are hashed and their manifests
@@ -547,11 +556,13 @@ def list_checkpoints(directory: PathLike, *, key: bytes | str | None = None) -> 
 
     Parameters
     ----------
-    directory : str, bytes or os.PathLike
-        A checkpoint directory.
+    directory : str, bytes, os.PathLike or URL
+        A checkpoint directory, local or on an object store.
     key : bytes or str, optional
         Count a ``.keras`` checkpoint as verified only if it is signed with
         this key (default: ``NNSAVE_KEY``, if set).
+    storage_options : dict, optional
+        For a URL: options for fsspec.
 
     Raises
     ------
@@ -564,7 +575,7 @@ def list_checkpoints(directory: PathLike, *, key: bytes | str | None = None) -> 
         The index or TensorFlow's state file is missing or damaged, or the
         state file names a path outside the directory.
     """
-    folder = CheckpointFolder(directory).require()
+    folder = CheckpointFolder(directory, storage_options).require()
     signing_key = keys.resolve_key(key, create=False)
 
     def describe(survey: Survey) -> tuple[Survey, list[CheckpointStatus]]:

@@ -58,7 +58,7 @@ def handler_named(name: str) -> FormatHandler | None:
 
 def handler_for_path(path: Path) -> FormatHandler:
     """The handler that owns ``path``'s suffix (in any case), or :class:`FormatError`."""
-    suffix = Path(path).suffix.lower()
+    suffix = (path if hasattr(path, "suffix") else Path(path)).suffix.lower()
     for handler in _HANDLERS:
         if suffix in handler.suffixes:
             return handler
