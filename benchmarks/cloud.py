@@ -26,9 +26,7 @@ import io
 import json
 import os
 import shutil
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -36,26 +34,9 @@ from pathlib import Path
 
 import numpy as np
 
+from tests._local_s3 import start_moto_server
+
 from .run import QUICK_RESULTS, RESULTS
-
-
-def _start_server() -> tuple[subprocess.Popen, str]:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    server = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return server, f"http://127.0.0.1:{port}"
-        except OSError:
-            time.sleep(0.1)
-    server.kill()
-    raise RuntimeError("moto's server did not start")
 
 
 def _timed(action, rounds: int) -> float:
@@ -118,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     sizes = arguments.sizes or ([4] if arguments.quick else [16, 128])
     rounds = arguments.rounds or (1 if arguments.quick else 3)
     out = arguments.out or (QUICK_RESULTS if arguments.quick else RESULTS)
-    server, endpoint = _start_server()
+    server, endpoint = start_moto_server()
     scratch = tempfile.mkdtemp(prefix="nnsave-bench-cloud-")
     os.environ.update(
         AWS_ENDPOINT_URL=endpoint, AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench",
