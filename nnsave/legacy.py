@@ -15,8 +15,10 @@ Examples
 Move the weights of an old softmax regression (``W`` of shape 64x10, ``b`` of
 shape 10) into a Keras model and keep it as a ``.keras`` file::
 
-    model = keras.Sequential([keras.Input((64,)), keras.layers.Dense(10, activation="softmax")])
-    nnsave.legacy.assign_tf1_weights(model, "old/model.ckpt-95", mapping={"W": "dense/kernel", "b": "dense/bias"})
+    model = keras.Sequential([keras.Input((64,)),
+                              keras.layers.Dense(10, activation="softmax")])
+    nnsave.legacy.assign_tf1_weights(model, "old/model.ckpt-95",
+                                     mapping={"W": "dense/kernel", "b": "dense/bias"})
     nnsave.save(model, "softmax.keras")
 """
 
@@ -349,7 +351,8 @@ def assign_tf1_weights(
 
     Examples
     --------
-    >>> model = keras.Sequential([keras.Input((64,)), keras.layers.Dense(10, activation="softmax")])  # doctest: +SKIP
+    >>> model = keras.Sequential([keras.Input((64,)),  # doctest: +SKIP
+    ...                           keras.layers.Dense(10, activation="softmax")])
     >>> nnsave.legacy.assign_tf1_weights(model, "old/model.ckpt-95")  # doctest: +SKIP
     {'sequential/dense/kernel': 'W', 'sequential/dense/bias': 'b'}
     """

@@ -68,3 +68,19 @@ def test_intro_maps_every_page_and_links_glossary_and_index():
     unmapped = [entry for entry, label in labels.items() if not re.search(rf"\{{ref\}}`([^`<]*<)?{label.group(1)}>?`", intro)]
     assert unmapped == [], "pages the intro's chapter map does not link"
     assert "<genindex>`" in intro and "<chapter-glossary>`" in intro
+
+
+# CommonMark forbids a backtick in the info string of a backtick fence, so
+# ```{admonition} A title with `code` ... is printed as text, not as a box.
+_BACKTICK_DIRECTIVE = re.compile(r"^`{3,}\{[a-z-]+\}.*`", re.MULTILINE)
+
+
+@pytest.mark.parametrize("entry", toc_entries())
+def test_no_directive_title_with_code_sits_in_a_backtick_fence(entry):
+    path = _source(entry)
+    if path.suffix == ".ipynb":
+        cells = json.loads(path.read_text())["cells"]
+        text = "\n".join("".join(cell["source"]) for cell in cells if cell["cell_type"] == "markdown")
+    else:
+        text = path.read_text()
+    assert _BACKTICK_DIRECTIVE.findall(text) == [], "use a colon fence, :::{directive}, for such a title"

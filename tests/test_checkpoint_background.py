@@ -261,6 +261,7 @@ def test_a_kill_during_a_background_save_leaves_the_previous_checkpoint_and_resu
     finally:
         process.send_signal(signal.SIGKILL)
         process.wait(60)
+        process.stdout.close()
     assert process.returncode == -signal.SIGKILL
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

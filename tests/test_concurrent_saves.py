@@ -115,6 +115,8 @@ def test_writers_without_a_lock_of_their_own_lose_nothing(tmp_path):
             if process.poll() is None:
                 process.kill()
             process.wait()
+            process.stdout.close()
+            process.stderr.close()
     for report in reports:
         failures += [f"writer {report['writer']}: {failure}" for failure in report["failures"]]
     saves = sum(report["saves"] for report in reports)

@@ -349,6 +349,8 @@ def test_an_inotify_racer_never_gets_its_file_loaded(tmp_path, vouch):
     finally:
         racer.kill()
         racer.wait()
+        racer.stdin.close()
+        racer.stdout.close()
     ran = sum(1 for _, code_ran, _, _ in outcomes if code_ran)
     assert ran == 0, f"the racer's pickle ran in {ran} of {len(outcomes)} loads under {vouch}"
     assert all(raced == "swapped" for raced, *_ in outcomes), f"the racer missed some loads: {outcomes}"

@@ -176,7 +176,8 @@ def test_racing_writers_never_let_a_reader_load_a_mixed_pair(bucket, tmp_path):
         loaded += 1
         assert np.all(obj["w"] == obj["writer"] * 1000 + obj["n"]), "a payload whose parts disagree"
     for writer in writers:
-        assert writer.wait(timeout=60) == 0 and writer.stdout.read().strip() == "done"
+        with writer:  # closes its pipe
+            assert writer.wait(timeout=60) == 0 and writer.stdout.read().strip() == "done"
     assert loaded > 0
     # Whatever the race left, the last complete save can be repeated and then verifies.
     nnsave.save({"writer": 3, "n": 0, "w": np.full(20_000, 3000)}, url)
