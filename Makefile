@@ -12,7 +12,7 @@ export TF_CPP_MIN_LOG_LEVEL := 3
 export TF_ENABLE_ONEDNN_OPTS := 0
 export PYTHONHASHSEED := 0
 
-.PHONY: all env test book notebooks lab clean
+.PHONY: all env test book translations figures-zh notebooks lab clean
 
 all: test book
 
@@ -35,8 +35,22 @@ test: book
 	$(BIN)/python -m pytest --nbval
 	KERAS_BACKEND=jax $(BIN)/python -m pytest $(KERAS_FORMAT_TESTS)
 
+# The English edition at _build/html, then the Chinese one, from the same pages
+# and outputs with the catalogues in locale/zh_CN, at _build/html/zh_CN.
 book: $(INSTALLED)
 	$(BIN)/jupyter-book build . -W -n --keep-going
+	$(BIN)/python book/_tools/editions.py build zh_CN
+
+# After an English edit: bring the catalogues in step (new messages arrive empty,
+# changed ones fuzzy), then list what is left to translate.
+translations: $(INSTALLED)
+	$(BIN)/python book/_tools/editions.py update
+	-$(BIN)/python book/_tools/editions.py check
+
+# Redraw the Chinese edition's figures (locale/zh_CN/figures) by re-running the
+# notebooks with Chinese labels; e.g. `make figures-zh NB=book/training.ipynb`.
+figures-zh: $(INSTALLED)
+	$(BIN)/python book/_tools/editions.py figures $(if $(filter command line environment,$(origin NB)),$(NB))
 
 # Re-execute every notebook in place so that its stored outputs are current.
 notebooks: $(INSTALLED)

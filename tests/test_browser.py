@@ -36,11 +36,17 @@ def _missing_browser() -> str | None:
 
 
 def _build_book() -> None:
-    """Build the HTML book as `make book` does (a fresh clone has none)."""
+    """Build both editions as `make book` does (a fresh clone has none)."""
     jupyter_book = Path(sys.executable).with_name("jupyter-book")
-    command = [str(jupyter_book), "build", str(ROOT), "-W", "-n", "--keep-going"]
-    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
-    assert result.returncode == 0, f"the book does not build:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
+    for command in ([str(jupyter_book), "build", str(ROOT), "-W", "-n", "--keep-going"],
+                    [sys.executable, str(ROOT / "book" / "_tools" / "editions.py"), "build", "zh_CN"]):
+        result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
+        assert result.returncode == 0, f"the book does not build:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
+
+
+#: Every page of both editions: the English one at the root, the Chinese one under zh_CN/.
+EDITIONS = {"en": "", "zh_CN": "zh_CN/"}
+PAGES = [folder + entry for folder in EDITIONS.values() for entry in toc_entries()]
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
@@ -64,7 +70,7 @@ def book_html() -> Path:
         if os.environ.get("CI") == "true":
             pytest.fail(f"browser test cannot run in CI: {problem}")
         pytest.skip(problem)
-    if not (HTML / "index.html").exists():
+    if not all((HTML / folder / "index.html").exists() for folder in EDITIONS.values()):
         _build_book()
     return HTML
 
@@ -149,7 +155,8 @@ def _sideways(browser, site, entry: str, screen: dict) -> dict:
     viewport of a phone, which zooms out to show it."""
     _show(browser, site, entry, screen)
     browser.execute_script("const cell = document.querySelector('article div.cell'); if (cell) cell.scrollIntoView();")
-    browser.save_screenshot(str(SCREENSHOTS / f"{Path(entry).name}-{screen['width']}.png"))
+    edition = "zh_CN-" if entry.startswith("zh_CN/") else ""
+    browser.save_screenshot(str(SCREENSHOTS / f"{edition}{Path(entry).name}-{screen['width']}.png"))
     found = browser.execute_script(_SIDEWAYS)
     found["page fits"] = found["page"] <= found["viewport"] and browser.execute_script(
         "return window.innerWidth"
@@ -157,7 +164,7 @@ def _sideways(browser, site, entry: str, screen: dict) -> dict:
     return found
 
 
-@pytest.mark.parametrize("entry", toc_entries())
+@pytest.mark.parametrize("entry", PAGES)
 def test_page_renders_cleanly(browser, site, entry):
     _show(browser, site, entry, LAPTOP)
 
@@ -179,7 +186,7 @@ def test_page_renders_cleanly(browser, site, entry):
     assert unhelpful == [], f"{entry}: images whose alt text does not say what it shows"
 
 
-@pytest.mark.parametrize("entry", toc_entries())
+@pytest.mark.parametrize("entry", PAGES)
 def test_nothing_scrolls_sideways_on_a_laptop(browser, site, entry):
     found = _sideways(browser, site, entry, LAPTOP)
     assert not found["blocks"], "code or output blocks that scroll sideways at 1,280 px:\n" + "\n".join(found["blocks"])
@@ -187,7 +194,7 @@ def test_nothing_scrolls_sideways_on_a_laptop(browser, site, entry):
     assert found["page fits"]
 
 
-@pytest.mark.parametrize("entry", toc_entries())
+@pytest.mark.parametrize("entry", PAGES)
 def test_on_a_phone_code_wraps_and_the_page_stays_put(browser, site, entry):
     """At 390 px, code and output wrap; a wide table may scroll inside its own box."""
     found = _sideways(browser, site, entry, PHONE)
@@ -199,10 +206,11 @@ def test_on_a_phone_code_wraps_and_the_page_stays_put(browser, site, entry):
     assert min(font_sizes, default=12) >= 12, "code smaller than 12 px"
 
 
+@pytest.mark.parametrize("folder", EDITIONS.values(), ids=list(EDITIONS))
 @pytest.mark.parametrize("path", toc_notebooks(), ids=lambda path: path.stem)
-def test_chapter_numbers_its_figures_and_exercises(browser, site, path):
-    """Chapters are numbered, and "Fig. 3.1" or "Exercise 3.1" start with theirs."""
-    _show(browser, site, path.relative_to(ROOT).with_suffix("").as_posix(), LAPTOP)
+def test_chapter_numbers_its_figures_and_exercises(browser, site, path, folder):
+    """Chapters are numbered, and "Fig. 3.1" or "Exercise 3.1" (图 3.1, 练习 3.1) start with theirs."""
+    _show(browser, site, folder + path.relative_to(ROOT).with_suffix("").as_posix(), LAPTOP)
     chapter = browser.execute_script(
         "const number = document.querySelector('article h1 .section-number'); return number ? number.textContent.trim() : ''"
     )
@@ -213,8 +221,10 @@ def test_chapter_numbers_its_figures_and_exercises(browser, site, path):
     assert [caption for caption in captions if not re.fullmatch(rf"\w+\.? {re.escape(chapter)}\d+", caption)] == []
 
 
-def test_search_finds_checkpoint(browser, site):
-    browser.get(f"{site}/search.html?q=checkpoint")
+@pytest.mark.parametrize(("folder", "word"), [("", "checkpoint"), ("zh_CN/", "检查点")], ids=list(EDITIONS))
+def test_search_finds_checkpoint(browser, site, folder, word):
+    """The Chinese edition's search splits Chinese text into words (Sphinx with jieba)."""
+    browser.get(f"{site}/{folder}search.html?q={word}")
     from selenium.webdriver.support.ui import WebDriverWait
 
     WebDriverWait(browser, 30).until(
@@ -225,5 +235,21 @@ def test_search_finds_checkpoint(browser, site):
     titles = browser.execute_script(
         "return Array.from(document.querySelectorAll('#search-results ul.search li a')).map(a => a.textContent)"
     )
-    browser.save_screenshot(str(SCREENSHOTS / "search.png"))
+    browser.save_screenshot(str(SCREENSHOTS / f"{folder.replace('/', '-')}search.png"))
     assert len(titles) > 0
+
+
+@pytest.mark.parametrize("entry", toc_entries())
+def test_each_page_links_to_itself_in_the_other_edition_and_back(browser, site, entry):
+    from selenium.webdriver.common.by import By
+
+    browser.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", LAPTOP)
+    browser.get(f"{site}/{entry}.html")
+    for language, folder in (("zh-CN", "zh_CN/"), ("en", "")):
+        link = browser.find_element(By.CSS_SELECTOR, "a.nnsave-edition")
+        assert link.is_displayed()
+        link.click()
+        assert browser.current_url == f"{site}/{folder}{entry}.html"
+        assert browser.execute_script("return document.documentElement.lang") == language
+        heading = browser.execute_script("return document.querySelector('article h1').innerText")
+        assert bool(re.search("[\u4e00-\u9fff]", heading)) == (language == "zh-CN"), heading

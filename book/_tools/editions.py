@@ -193,6 +193,7 @@ def catalogue_problems(path: Path, terms: dict[str, str] | None = None) -> list[
 
 # --------------------------------------------------------------------------- figures
 
+#: Read by nnsave.book.figures: the language of every label drawn without ``lang``.
 FIGURE_LANGUAGE_VARIABLE = "NNSAVE_FIGURE_LANG"
 
 
@@ -232,9 +233,11 @@ def figures(language: str, notebooks: list[Path]) -> None:
     from nbclient import NotebookClient
 
     folder = figure_folder(language)
+    folder.mkdir(parents=True, exist_ok=True)
     stamps_file = folder / "stamps.json"
     stamps = json.loads(stamps_file.read_text()) if stamps_file.exists() else {}
     os.environ[FIGURE_LANGUAGE_VARIABLE] = language
+    failed = False
     for path in notebooks:
         english = nbformat.read(path, as_version=4)
         wanted = figure_cells(english)
@@ -244,6 +247,14 @@ def figures(language: str, notebooks: list[Path]) -> None:
         NotebookClient(translated, timeout=600, kernel_name="python3",
                        resources={"metadata": {"path": str(path.parent)}},
                        extra_arguments=["--IPKernelApp.capture_fd_output=False"]).execute()
+        missing = sorted({line for cell in translated.cells for output in cell.get("outputs", [])
+                          if output.get("name") == "stderr"
+                          for line in output.get("text", "").splitlines() if "label for" in line})
+        if missing:
+            print(f"{path.name}: labels without a translation, figures left as they were:",
+                  *missing, sep="\n  ")
+            failed = True
+            continue
         drawn = figure_cells(translated)
         page = folder / path.stem
         shutil.rmtree(page, ignore_errors=True)
@@ -255,6 +266,8 @@ def figures(language: str, notebooks: list[Path]) -> None:
                   if not key.startswith(f"{path.stem}/") or key.split("/", 1)[1] in drawn}
         print(f"{path.name}: {len(drawn)} figure(s)")
     stamps_file.write_text(json.dumps(dict(sorted(stamps.items())), indent=1) + "\n")
+    if failed:
+        sys.exit(1)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,25 +1,45 @@
 """The book's larger figures, one function per figure.
 
 Each function takes ``lang`` so that the Chinese edition can relabel the same
-figure; every label passes through :func:`_label`. Importing this module makes
+figure; every label passes through :func:`_label`. Without ``lang``, the
+language is ``NNSAVE_FIGURE_LANG`` (English when unset): that is how
+book/_tools/editions.py draws the Chinese figures from the unchanged notebooks. Importing this module makes
 notebooks show figures as 2x ("retina") PNGs, sharp on high-density screens.
 """
 
 from __future__ import annotations
 
+import os
+import warnings
+
 import matplotlib
 
 __all__: list[str] = []
 
-#: Labels in languages other than English, keyed by the English text.
+#: Labels in languages other than English, keyed by the English text; each
+#: figure's labels follow its function.
 TRANSLATIONS: dict[str, dict[str, str]] = {"zh_CN": {}}
 
+#: Fonts that hold the Chinese labels' glyphs; matplotlib falls back to them
+#: character by character, after the usual Latin font.
+_CJK_FONTS = ["Noto Sans CJK SC", "Source Han Sans SC", "WenQuanYi Zen Hei", "SimHei",
+              "Microsoft YaHei", "PingFang SC"]
 
-def _label(text: str, lang: str = "en") -> str:
-    """``text`` in ``lang``; English when no translation is known."""
+
+def _label(text: str, lang: str | None = None) -> str:
+    """``text`` in ``lang``; English, with a warning, when no translation is known."""
+    lang = lang or os.environ.get("NNSAVE_FIGURE_LANG", "en")
     if lang == "en":
         return text
-    return TRANSLATIONS.get(lang, {}).get(text, text)
+    fonts = matplotlib.rcParams["font.sans-serif"]
+    if _CJK_FONTS[0] not in fonts:
+        matplotlib.rcParams["font.sans-serif"] = ["DejaVu Sans", *_CJK_FONTS, *fonts]
+    translated = TRANSLATIONS.get(lang, {}).get(text)
+    if translated is None:
+        warnings.warn(f"no {lang} label for {text!r}: add it to TRANSLATIONS in nnsave/book/figures.py",
+                      stacklevel=2)
+        return text
+    return translated
 
 
 def _sharp_inline_figures() -> None:
@@ -41,7 +61,7 @@ matplotlib.rcParams.update({"figure.dpi": 100, "savefig.bbox": "tight"})
 # --- structure ---------------------------------------------------------------
 
 
-def activation_curves(z, curves, lang="en"):
+def activation_curves(z, curves, lang=None):
     """Activation functions against the weighted sum ``z``.
 
     ``curves`` maps each legend label to the values of one function at ``z``.
@@ -91,7 +111,7 @@ def _draw_neurons(ax, columns, radius):
                     fontsize=12, zorder=3)
 
 
-def network_diagram(sizes, activations, lang="en"):
+def network_diagram(sizes, activations, lang=None):
     """A fully connected network: a column of circles per layer, a line per weight.
 
     ``activations`` names the activation of each layer after the input layer.
@@ -147,7 +167,7 @@ TRANSLATIONS["zh_CN"].update({
 # --- training ----------------------------------------------------------------
 
 
-def optimizer_losses(histories: dict, lang: str = "en"):
+def optimizer_losses(histories: dict, lang: str | None = None):
     """Training loss per epoch, one line per optimizer; the legend sits beside the axes.
 
     ``histories`` maps an optimizer's name to the ``history`` dict of its ``fit``.
@@ -168,7 +188,7 @@ def optimizer_losses(histories: dict, lang: str = "en"):
     return fig
 
 
-def early_stopping(history: dict, best_epoch: int, lang: str = "en"):
+def early_stopping(history: dict, best_epoch: int, lang: str | None = None):
     """Training and validation loss per epoch, with the best epoch marked."""
     import matplotlib.pyplot as plt
     from matplotlib.ticker import MaxNLocator
@@ -188,10 +208,32 @@ def early_stopping(history: dict, best_epoch: int, lang: str = "en"):
     return fig
 
 
+def gradient_descent_steps(losses, lang=None):
+    """The loss after each full-batch gradient-descent step."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.plot(losses)
+    ax.set_xlabel(_label("gradient descent step", lang))
+    ax.set_ylabel(_label("binary cross-entropy", lang))
+    ax.set_title(_label("Full-batch gradient descent on the moons, learning rate 0.5", lang))
+    return fig
+
+
+TRANSLATIONS["zh_CN"].update({
+    "training loss (cross-entropy)": "训练损失（交叉熵）",
+    "optimizer": "优化器",
+    "best epoch": "最佳轮次",
+    "gradient descent step": "梯度下降步数",
+    "binary cross-entropy": "二元交叉熵",
+    "Full-batch gradient descent on the moons, learning rate 0.5": "在 moons 数据上做全批量梯度下降，学习率 0.5",
+})
+
+
 # --- math --------------------------------------------------------------------
 
 
-def gradient_descent_gap(gaps, floor, lang="en"):
+def gradient_descent_gap(gaps, floor, lang=None):
     """The largest gap between the weights and their exact values, epoch by epoch.
 
     ``floor`` is drawn as a dashed line: the float32 resolution the gaps end at.
@@ -210,7 +252,7 @@ def gradient_descent_gap(gaps, floor, lang="en"):
     return fig
 
 
-def logistic_boundary(X, y, probability, lang="en"):
+def logistic_boundary(X, y, probability, lang=None):
     """Two classes of points over the shaded probability of class 1.
 
     ``probability`` maps an ``(n, 2)`` array of points to P(class 1); the black
@@ -242,7 +284,7 @@ def logistic_boundary(X, y, probability, lang="en"):
     return fig
 
 
-def softmax_digit(image, true_label, by_hand, by_library, lang="en"):
+def softmax_digit(image, true_label, by_hand, by_library, lang=None):
     """One digit image beside its ten class probabilities.
 
     The bars are ``by_hand``; short black marks show ``by_library`` on top of them.
@@ -267,7 +309,7 @@ def softmax_digit(image, true_label, by_hand, by_library, lang="en"):
     return fig
 
 
-def probability_along_line(t, curves, points_t, labels, lang="en"):
+def probability_along_line(t, curves, points_t, labels, lang=None):
     """Each model's P(y = 1) along a line through the data, with the labelled points.
 
     ``curves`` maps each legend label to the probabilities at the positions ``t``;
@@ -306,7 +348,7 @@ TRANSLATIONS["zh_CN"].update({
 # --- overfitting -------------------------------------------------------------
 
 
-def overfitting_curves(history, best_epoch, lang="en"):
+def overfitting_curves(history, best_epoch, lang=None):
     """Training and validation cross-entropy and accuracy, epoch by epoch.
 
     ``history`` is a Keras ``History.history`` dictionary with the keys ``ce``,
@@ -334,7 +376,7 @@ def overfitting_curves(history, best_epoch, lang="en"):
     return fig
 
 
-def remedy_curves(histories, baseline_val_ce, lang="en"):
+def remedy_curves(histories, baseline_val_ce, lang=None):
     """One small panel per remedy: its training and validation cross-entropy.
 
     ``histories`` maps each remedy's name to its Keras history dictionary;
@@ -383,7 +425,7 @@ TRANSLATIONS["zh_CN"].update({
 # --- saving (Part II) ---------------------------------------------------------
 
 
-def weights_as_images(pixels, png_error, jpg_error, lang="en"):
+def weights_as_images(pixels, png_error, jpg_error, lang=None):
     """A weight matrix stored as an 8-bit grey image, and each weight's error after
     a PNG and a JPEG round trip.
 
@@ -412,7 +454,7 @@ def weights_as_images(pixels, png_error, jpg_error, lang="en"):
 # quick start, saving Keras, scikit-learn
 
 
-def keras_archive(sizes, lang="en"):
+def keras_archive(sizes, lang=None):
     """What ``model.save`` writes to a ``.keras`` file, and the manifest nnsave adds.
 
     ``sizes`` maps each member of the archive (``metadata.json``,
@@ -453,7 +495,7 @@ def keras_archive(sizes, lang="en"):
     return fig
 
 
-def compression_tradeoff(results, methods, levels, lang="en"):
+def compression_tradeoff(results, methods, levels, lang=None):
     """File size against CPU time to write and to read, one line per joblib method.
 
     ``results[method, level]`` holds ``size`` in bytes and ``save`` and ``load``
@@ -560,7 +602,7 @@ _FORMAT_CHART_ARROWS = [
 ]
 
 
-def format_flowchart(lang="en"):
+def format_flowchart(lang=None):
     """Questions that lead to a format: Keras models on the left, others on the right.
 
     Every box but the first is reached by an arrow. The figure is drawn at the
@@ -642,7 +684,7 @@ TRANSLATIONS["zh_CN"].update({
 # --- checkpoints, legacy, safety ----------------------------------------------
 
 
-def kept_checkpoints(history: dict, kept_epochs, best_epoch: int, lang: str = "en"):
+def kept_checkpoints(history: dict, kept_epochs, best_epoch: int, lang: str | None = None):
     """Training and validation loss per epoch, with the checkpoints that were kept marked.
 
     ``history`` is the ``history`` dict of ``fit`` (``loss`` and ``val_loss``);
@@ -683,7 +725,7 @@ def kept_checkpoints(history: dict, kept_epochs, best_epoch: int, lang: str = "e
 
 
 
-def tf1_saves(batch_losses, saved_steps, kept_steps, lang: str = "en"):
+def tf1_saves(batch_losses, saved_steps, kept_steps, lang: str | None = None):
     """A TF1 run's loss per training step, with every save marked.
 
     Saves the ``Saver`` deleted again are hollow grey circles; the ones that
@@ -709,7 +751,7 @@ def tf1_saves(batch_losses, saved_steps, kept_steps, lang: str = "en"):
     return fig
 
 
-def digit_kernels(kernel, lang: str = "en"):
+def digit_kernels(kernel, lang: str | None = None):
     """Each column of a 64x10 softmax-regression kernel drawn as an 8x8 image.
 
     Red pixels raise the score of the column's digit, blue ones lower it, on
@@ -748,7 +790,7 @@ TRANSLATIONS["zh_CN"].update({
 # --- performance ---------------------------------------------------------------
 
 
-def measured_costs(values: dict, unit: str, lang: str = "en"):
+def measured_costs(values: dict, unit: str, lang: str | None = None):
     """One horizontal bar per measurement, its value written at the bar's end.
 
     ``values`` maps each label (top to bottom) to a number in ``unit``, for
