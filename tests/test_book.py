@@ -8,13 +8,13 @@ from _book import ROOT, toc_entries, toc_notebooks
 
 
 def _source(entry):
-    candidates = [ROOT / f"{entry}{suffix}" for suffix in (".ipynb", ".md")]
+    candidates = [ROOT / f"{entry}{suffix}" for suffix in (".ipynb", ".md", ".rst")]
     return next((path for path in candidates if path.exists()), None)
 
 
 @pytest.mark.parametrize("entry", toc_entries())
 def test_toc_entry_exists(entry):
-    assert _source(entry) is not None, f"{entry} is listed in _toc.yml but has no .ipynb or .md file"
+    assert _source(entry) is not None, f"{entry} is listed in _toc.yml but has no .ipynb, .md or .rst file"
 
 
 def test_the_book_has_notebooks():
@@ -50,22 +50,25 @@ def _page_markdown(entry: str) -> str:
     if notebook.exists():
         cells = json.loads(notebook.read_text())["cells"]
         return "\n".join("".join(cell["source"]) for cell in cells if cell["cell_type"] == "markdown")
-    return (ROOT / f"{entry}.md").read_text()
+    return _source(entry).read_text()
 
 
 @pytest.mark.parametrize("entry", toc_entries())
 def test_glossary_links_name_a_glossary_term(entry):
-    """{term}`epoch` and {term}`epochs <epoch>` must name a term of the glossary."""
+    """{term}`epoch` and {term}`epochs <epoch>` (:term: in reStructuredText) must name a term of the glossary."""
     terms = _glossary_terms()
-    linked = [re.sub(r"^.*<(.+)>$", r"\1", text, flags=re.S) for text in re.findall(r"\{term\}`([^`]+)`", _page_markdown(entry))]
+    linked = [re.sub(r"^.*<(.+)>$", r"\1", text, flags=re.S)
+              for text in re.findall(r"(?:\{term\}|:term:)`([^`]+)`", _page_markdown(entry))]
     assert [term for term in linked if " ".join(term.split()).lower() not in terms] == []
 
 
 def test_intro_maps_every_page_and_links_glossary_and_index():
     intro = (ROOT / "book" / "intro.md").read_text()
-    labels = {entry: re.match(r"\s*\(([\w-]+)\)=", _page_markdown(entry)) for entry in toc_entries()[1:]}
-    assert [entry for entry, label in labels.items() if label is None] == [], "pages without a (label)= first"
-    unmapped = [entry for entry, label in labels.items() if not re.search(rf"\{{ref\}}`([^`<]*<)?{label.group(1)}>?`", intro)]
+    first_label = re.compile(r"\s*(?:\(([\w-]+)\)=|\.\. _([\w-]+):)")  # MyST (label)= or rst .. _label:
+    labels = {entry: first_label.match(_page_markdown(entry)) for entry in toc_entries()[1:]}
+    assert [entry for entry, label in labels.items() if label is None] == [], "pages without a label first"
+    labels = {entry: label.group(1) or label.group(2) for entry, label in labels.items()}
+    unmapped = [entry for entry, label in labels.items() if not re.search(rf"\{{ref\}}`([^`<]*<)?{label}>?`", intro)]
     assert unmapped == [], "pages the intro's chapter map does not link"
     assert "<genindex>`" in intro and "<chapter-glossary>`" in intro
 

@@ -49,10 +49,25 @@ def test_the_format_flowchart_leads_to_every_registered_format():
     assert not missing, f"the flowchart has no box for {missing}"
 
 
+def _list_tables(rst: str) -> list[list[list[str]]]:
+    """The rows of each ``list-table`` in a reStructuredText page."""
+    tables = []
+    for block in rst.split(".. list-table::")[1:]:
+        rows = []
+        for line in block.splitlines()[1:]:
+            if line.startswith("   * - "):
+                rows.append([line.removeprefix("   * - ")])
+            elif line.startswith("     - ") and rows:
+                rows[-1].append(line.removeprefix("     - "))
+            elif line.strip() and not line.startswith("   "):
+                break
+        tables.append(rows)
+    return tables
+
+
 def test_the_api_pages_manifest_table_lists_exactly_the_registered_formats():
-    page = (ROOT / "book" / "api.md").read_text()
-    table = next(t for t in _markdown_tables(page) if "`format`" in t.splitlines()[0])
-    rows = [line.split("|")[1:3] for line in table.splitlines()[2:]]
-    listed = {(name.strip(" `"), suffix.strip(" `")) for name, suffix in rows}
+    page = (ROOT / "book" / "api.rst").read_text()
+    table = next(rows for rows in _list_tables(page) if rows[0][0] == "``format``")
+    listed = {(name.strip("`"), suffix.strip("`")) for name, suffix, _ in table[1:]}
     registered = {(handler.name, suffix) for handler in registered_handlers() for suffix in handler.suffixes}
     assert listed == registered

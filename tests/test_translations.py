@@ -89,6 +89,7 @@ TERMS = {"epoch": "轮次", "digest": "摘要（哈希值）", "pickle": "pickle
         ("The {ref}`glossary <chapter-glossary>`.", "{ref}`术语表 <chapter-glossary>`。"),
         ("Call `nnsave.load(path)` on $x^2$.", "对 $x^2$ 调用 `nnsave.load(path)`。"),
         ("Read [the docs](https://keras.io)[^1].", "请读[文档](https://keras.io)[^1]。"),
+        ("Call :func:`nnsave.load` on ``path``.", "对 ``path`` 调用 :func:`nnsave.load`。"),  # docstrings
     ],
 )
 def test_a_faithful_translation_has_no_problems(original, translation):
@@ -100,11 +101,14 @@ def test_a_faithful_translation_has_no_problems(original, translation):
     [
         ("Ten {term}`epochs <epoch>`.", "十个{term}`训练轮数 <epoch>`。", "glossary's name '轮次'"),
         ("Ten {term}`epochs <epoch>`.", "十个轮次。", "roles differ"),
+        ("After ten epochs.", "十个训练轮数之后。", "the glossary's term is '轮次'"),
         ("See {ref}`chapter-quickstart`.", "见{ref}`chapter-safety`。", "roles differ"),
         ("Call `nnsave.load(path)`.", "调用 `nnsave.load(路径)`。", "code differ"),
         ("On $x^2$.", "在 x² 上。", "maths differ"),
         ("Read [the docs](https://keras.io).", "请读[文档](https://keras.io/)。", "links differ"),
         ("A note[^1].", "一条说明。", "footnotes differ"),
+        ("See :func:`nnsave.load`.", "见 :func:`nnsave.save`。", "roles differ"),
+        ("Pass ``key=``.", "传入 ``密钥=``。", "code differ"),
     ],
 )
 def test_a_translation_that_changes_markup_or_a_term_is_reported(original, translation, problem):

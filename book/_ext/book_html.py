@@ -28,10 +28,13 @@ when that file exists.
 from __future__ import annotations
 
 import html
+import struct
 from pathlib import Path
 
 from docutils import nodes
+from sphinx import addnodes
 from sphinx.transforms import SphinxTransform
+from sphinx.transforms.post_transforms import SphinxPostTransform
 
 _DEFAULT_MODE = (
     "document.documentElement.dataset.mode = "
@@ -102,33 +105,150 @@ def translated_figure(srcdir: Path, language: str, docname: str, cell_id: str) -
     return candidate if candidate.is_file() else None
 
 
-class TranslatedFigures(SphinxTransform):
-    """Show a translated edition's own drawing of each figure that has one."""
+def _swap_translated_figures(app, doctree) -> None:
+    """Show a translated edition's own drawing of each figure that has one.
 
-    default_priority = 900
+    Runs on ``doctree-read`` before Sphinx's image collector (priority 500), so
+    the collector copies the translated drawing as it would any image.
+    """
+    language = _language(app.config)
+    source = Path(app.env.doc2path(app.env.docname))
+    if language == "en" or source.suffix != ".ipynb":
+        return
+    import nbformat
 
-    def apply(self, **kwargs) -> None:
-        language = _language(self.config)
-        source = Path(self.env.doc2path(self.env.docname))
-        if language == "en" or source.suffix != ".ipynb":
-            return
-        import nbformat
-
-        cells = nbformat.read(source, as_version=4).cells
-        srcdir = Path(self.env.srcdir)
-        for cell in self.document.findall(nodes.container):
-            if cell.get("nb_element") != "cell_code" or "cell_index" not in cell:
-                continue
-            drawing = translated_figure(srcdir, language, self.env.docname, cells[cell["cell_index"]].id)
-            if drawing is None:
-                continue
+    cells = nbformat.read(source, as_version=4).cells
+    srcdir = Path(app.env.srcdir)
+    for cell in doctree.findall(nodes.container):
+        if cell.get("nb_element") != "cell_code" or "cell_index" not in cell:
+            continue
+        drawing = translated_figure(srcdir, language, app.env.docname, cells[cell["cell_index"]].id)
+        if drawing is not None:
+            # Figures are "retina" PNGs shown at half their pixel size; the
+            # translated one may be a little wider or taller than the English.
+            width, height = struct.unpack(">II", drawing.read_bytes()[16:24])
             for image in cell.findall(nodes.image):
                 image["uri"] = "/" + drawing.relative_to(srcdir).as_posix()
-                image.pop("candidates", None)
+                if "width" in image:
+                    image["width"], image["height"] = f"{width // 2}px", f"{height // 2}px"
+
+
+class TranslatableExerciseTitles(SphinxTransform):
+    """Let gettext see each exercise's title ("Which checkpoints are left?").
+
+    sphinx-exercise builds the title node itself, without the source that
+    Sphinx's i18n uses to recognise text it may translate, so the titles never
+    reached a catalogue. Giving them their directive's source and line, before
+    the i18n transform runs (priority 20), makes them ordinary messages.
+    """
+
+    default_priority = 10
+
+    def apply(self, **kwargs) -> None:
+        from sphinx_exercise.nodes import exercise_subtitle
+
+        for subtitle in self.document.findall(exercise_subtitle):
+            if subtitle.source is None:
+                owner = subtitle.parent.parent
+                subtitle.source = owner.source or self.document["source"]
+                subtitle.line = owner.line
+                subtitle.rawsource = subtitle.astext()
+
+
+class ExerciseTitleMessages(SphinxPostTransform):
+    """Hand the exercise titles to the gettext builder.
+
+    sphinx-exercise's own post-transform (priority 20) folds each subtitle
+    into a new, sourceless title before the builder reads the messages; this
+    one (priority 30) marks the folded text as the same message again.
+    """
+
+    default_priority = 30
+    builders = ("gettext",)
+
+    def run(self, **kwargs) -> None:
+        for admonition in self.document.findall(nodes.Admonition):
+            title = admonition.children[0] if admonition.children else None
+            text = title.astext() if isinstance(title, nodes.title) else ""
+            if "exercise" in admonition.get("classes", []) and text.startswith(" (") and text.endswith(")"):
+                title.source, title.line = admonition.source, admonition.line
+                title.rawsource = text[2:-1]
+                title.uid = ""  # the catalogue skips nodes without one (replicated nodes)
+
+
+def _solutions_see_translated_exercises(app, doctree) -> None:
+    """Point sphinx-exercise's registry at each exercise as translated.
+
+    A solution's title repeats its exercise's ("Solution to Exercise 8.1 (...)")
+    from the node the registry kept when the directive ran, before the i18n
+    transform translated the page; without this a translated edition would
+    show the English title there.
+    """
+    from sphinx_exercise.nodes import exercise_enumerable_node, exercise_node
+
+    registry = getattr(app.env, "sphinx_exercise_registry", {})
+    for node in doctree.findall(lambda n: isinstance(n, (exercise_node, exercise_enumerable_node))):
+        kept = registry.get(node.get("label"), {}).get("node")
+        if kept is None or kept is node:
+            continue
+        title, kept_title = node.children[0], kept.children[0]
+        if len(title.children) > 1 and len(kept_title.children) > 1:
+            subtitle = kept_title.children[1]
+            subtitle.children = []
+            subtitle.extend(child.deepcopy() for child in title.children[1].children)
+
+
+class TranslatedTocCaptions(SphinxTransform):
+    """Translate the parts' captions ("Part I: How a network works").
+
+    sphinx-external-toc inserts the toctrees from _toc.yml at priority 100,
+    after Sphinx's i18n transform (20) has translated the page, so their
+    captions would stay English; the gettext builder does extract them.
+    """
+
+    default_priority = 110
+
+    def apply(self, **kwargs) -> None:
+        if _language(self.config) == "en":
+            return
+        from sphinx.locale import init as init_locale
+        from sphinx.util.i18n import docname_to_domain
+
+        folders = [str(Path(self.env.srcdir) / folder) for folder in self.config.locale_dirs]
+        domain = docname_to_domain(self.env.docname, self.config.gettext_compact)
+        catalogue, _ = init_locale(folders, self.config.language, domain)
+        for toctree in self.document.findall(addnodes.toctree):
+            if toctree.get("caption"):
+                toctree["caption"] = toctree["rawcaption"] = catalogue.gettext(toctree["caption"])
+
+
+class GlossaryInEnglishOrder(SphinxTransform):
+    """Keep a translated glossary in the English terms' order.
+
+    Sphinx sorts a ``:sorted:`` glossary after translating it (priority 500),
+    which orders Chinese terms by code point, an order no reader knows. Each
+    translated term shows its English name, so the English order is the one
+    a reader can follow; the term's id still holds that name.
+    """
+
+    default_priority = 510
+
+    def apply(self, **kwargs) -> None:
+        if _language(self.config) == "en":
+            return
+        for glossary in self.document.findall(addnodes.glossary):
+            if glossary["sorted"]:
+                entries = glossary[0]
+                entries[:] = sorted(entries, key=lambda item: item[0]["ids"][0].lower())
 
 
 def setup(app):
-    app.add_transform(TranslatedFigures)
+    app.add_transform(GlossaryInEnglishOrder)
+    app.add_transform(TranslatableExerciseTitles)
+    app.add_transform(TranslatedTocCaptions)
+    app.connect("doctree-read", _solutions_see_translated_exercises)
+    app.add_post_transform(ExerciseTitleMessages)
+    app.connect("doctree-read", _swap_translated_figures, priority=400)
     app.connect("html-page-context", _link_editions)
     app.connect("config-inited", _launch_buttons_need_a_repository)
     app.add_js_file(None, body=_DEFAULT_MODE, priority=100)

@@ -35,7 +35,8 @@ BIN = Path(sys.executable).parent
 BUILD = ROOT / "_build"
 LOCALE = ROOT / "locale"
 
-#: Each translated edition: what its configuration changes, and where it is published.
+#: Each translated edition, by its language code (published under _build/html/<code>),
+#: with what its configuration changes besides the language.
 EDITIONS = {
     "zh_CN": {
         "title": "用 Python 保存和加载神经网络",
@@ -106,11 +107,16 @@ def update(languages: list[str]) -> None:
 
 #: Inline markup that a translation must carry over unchanged: roles with their
 #: targets, code, maths, link targets and footnote references.
-_ROLE = re.compile(r"\{(\w+(?::\w+)*)\}`([^`]*)`")
+_ROLE = re.compile(r"(?:\{(\w+(?::\w+)*)\}|(?<![\w`]):(\w+(?::\w+)*):)`([^`]*)`")  # MyST or rst
 _CODE = re.compile(r"(?<![`}])(`+)(?!`)(.+?)(?<!`)\1(?!`)")
 _MATH = re.compile(r"(?<!\\)\$\$?[^$]+\$\$?")
 _LINK = re.compile(r"\]\(([^)\s]+)\)")
 _FOOTNOTE = re.compile(r"\[\^[^\]]+\]")
+
+
+def _roles(text: str) -> list[tuple[str, str]]:
+    """(role, content) of each role in ``text``: ``{ref}`x``` and ``:ref:`x``` alike."""
+    return [(myst or rst, content) for myst, rst, content in _ROLE.findall(text)]
 
 
 def _role_target(role: str, content: str) -> str:
@@ -145,6 +151,11 @@ def glossary_terms(language: str = "zh_CN") -> dict[str, str]:
     return names
 
 
+#: Words a translation must not use for a glossary term: the other names it
+#: goes by, so that one term is always one term (issue: epoch is 轮次 everywhere).
+REJECTED_SYNONYMS = {"轮次": ("训练轮数", "训练周期"), "检查点": ("断点文件",), "清单文件": ("元数据文件",)}
+
+
 def _core(name: str) -> str:
     """The part of a glossary name that every use must contain: 摘要（哈希值） -> 摘要."""
     return name.split("（")[0].split(" ")[0].lower()
@@ -153,14 +164,17 @@ def _core(name: str) -> str:
 def message_problems(original: str, translation: str, terms: dict[str, str]) -> list[str]:
     """What is wrong with one translated message; empty when nothing is."""
     problems = []
-    roles = [(role, _role_target(role, content)) for role, content in _ROLE.findall(original)]
-    translated_roles = [(role, _role_target(role, content)) for role, content in _ROLE.findall(translation)]
+    roles = [(role, _role_target(role, content)) for role, content in _roles(original)]
+    translated_roles = [(role, _role_target(role, content)) for role, content in _roles(translation)]
     if sorted(roles) != sorted(translated_roles):
         problems.append(f"roles differ: {sorted(roles)} != {sorted(translated_roles)}")
-    for role, content in _ROLE.findall(translation):
+    for role, content in _roles(translation):
         target = _role_target(role, content)
         if role == "term" and target in terms and _core(terms[target]) not in _role_text(content).lower():
             problems.append(f"{{term}}`{content}` must use the glossary's name {terms[target]!r}")
+    for chosen, others in REJECTED_SYNONYMS.items():
+        problems += [f"{other!r} for {chosen!r}: the glossary's term is {chosen!r}"
+                     for other in others if other in translation]
     for name, pattern in (("code", _CODE), ("maths", _MATH), ("links", _LINK), ("footnotes", _FOOTNOTE)):
         strip = (lambda text: _ROLE.sub("", text)) if pattern is _CODE else (lambda text: text)
         found = sorted(str(match) for match in pattern.findall(strip(original)))
@@ -201,10 +215,16 @@ def figure_folder(language: str) -> Path:
     return LOCALE / language / "figures"
 
 
-def figure_stamp(english_png: str) -> str:
-    """What a translated figure was drawn from: the English figure and the drawing code."""
-    drawing_code = (ROOT / "nnsave" / "book" / "figures.py").read_bytes()
-    return hashlib.sha256(english_png.encode("ascii") + drawing_code).hexdigest()
+def figure_stamp(english_png: str, language: str = "zh_CN") -> str:
+    """What a translated figure was drawn from: the English figure and the labels.
+
+    A change to the data or the drawing code changes the English figure (once
+    its notebook is re-run); a change to a translated label changes the table.
+    """
+    from nnsave.book.figures import TRANSLATIONS
+
+    labels = json.dumps(TRANSLATIONS[language], sort_keys=True, ensure_ascii=False)
+    return hashlib.sha256(english_png.encode("ascii") + labels.encode("utf-8")).hexdigest()
 
 
 def figure_cells(notebook: nbformat.NotebookNode) -> dict[str, str]:
@@ -249,9 +269,12 @@ def figures(language: str, notebooks: list[Path]) -> None:
                        extra_arguments=["--IPKernelApp.capture_fd_output=False"]).execute()
         missing = sorted({line for cell in translated.cells for output in cell.get("outputs", [])
                           if output.get("name") == "stderr"
-                          for line in output.get("text", "").splitlines() if "label for" in line})
+                          for line in output.get("text", "").splitlines()
+                          if "label for" in line or "missing from font" in line})
         if missing:
-            print(f"{path.name}: labels without a translation, figures left as they were:",
+            print(f"{path.name}: labels without a translation or glyphs without a font "
+                  "(install a CJK font, e.g. fonts-noto-cjk, then delete matplotlib's font cache); "
+                  "figures left as they were:",
                   *missing, sep="\n  ")
             failed = True
             continue
@@ -261,7 +284,7 @@ def figures(language: str, notebooks: list[Path]) -> None:
         page.mkdir(parents=True)
         for cell_id, png in drawn.items():
             (page / f"{cell_id}.png").write_bytes(base64.b64decode(png))
-            stamps[f"{path.stem}/{cell_id}"] = figure_stamp(wanted[cell_id])
+            stamps[f"{path.stem}/{cell_id}"] = figure_stamp(wanted[cell_id], language)
         stamps = {key: value for key, value in stamps.items()
                   if not key.startswith(f"{path.stem}/") or key.split("/", 1)[1] in drawn}
         print(f"{path.name}: {len(drawn)} figure(s)")

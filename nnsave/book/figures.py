@@ -26,14 +26,35 @@ _CJK_FONTS = ["Noto Sans CJK SC", "Source Han Sans SC", "WenQuanYi Zen Hei", "Si
               "Microsoft YaHei", "PingFang SC"]
 
 
+def _use_cjk_font() -> None:
+    """Draw every label in the first CJK font installed (they have Latin letters too).
+
+    It goes first in ``font.sans-serif``, which matplotlib resolves when it
+    draws, so text made before the first translated label is covered too.
+    mathtext lays out a label with maths ("加权和 $z$") in that font as well.
+    """
+    from matplotlib import font_manager
+
+    installed = {font.name for font in font_manager.fontManager.ttflist}
+    cjk = next((name for name in _CJK_FONTS if name in installed), None)
+    if cjk is not None and matplotlib.rcParams["font.sans-serif"][0] != cjk:
+        matplotlib.rcParams["font.sans-serif"] = [cjk, *matplotlib.rcParams["font.sans-serif"]]
+        matplotlib.rcParams.update({"mathtext.fontset": "custom", "mathtext.rm": cjk,
+                                    "mathtext.it": f"{cjk}:italic", "mathtext.bf": f"{cjk}:bold",
+                                    "mathtext.sf": cjk, "mathtext.cal": cjk})
+
+
+def _language(lang: str | None) -> str:
+    """``lang``, or else the language of the edition being drawn (English by default)."""
+    return lang or os.environ.get("NNSAVE_FIGURE_LANG", "en")
+
+
 def _label(text: str, lang: str | None = None) -> str:
     """``text`` in ``lang``; English, with a warning, when no translation is known."""
-    lang = lang or os.environ.get("NNSAVE_FIGURE_LANG", "en")
+    lang = _language(lang)
     if lang == "en":
         return text
-    fonts = matplotlib.rcParams["font.sans-serif"]
-    if _CJK_FONTS[0] not in fonts:
-        matplotlib.rcParams["font.sans-serif"] = ["DejaVu Sans", *_CJK_FONTS, *fonts]
+    _use_cjk_font()
     translated = TRANSLATIONS.get(lang, {}).get(text)
     if translated is None:
         warnings.warn(f"no {lang} label for {text!r}: add it to TRANSLATIONS in nnsave/book/figures.py",
@@ -650,7 +671,9 @@ def format_flowchart(lang=None):
         else:  # down and to the right
             placement = dict(xytext=(4, 4), ha="left", va="bottom")
         ax.annotate(_label(label, lang), middle, textcoords="offset points",
-                    fontsize=9.5, style="italic", color="#333333", **placement)
+                    fontsize=9.5, color="#333333", **placement,
+                    # CJK fonts have no italic, and matplotlib would take DejaVu's instead.
+                    style="italic" if _language(lang) == "en" else "normal")
     return fig
 
 
@@ -813,3 +836,25 @@ def measured_costs(values: dict, unit: str, lang: str | None = None):
     for side in ("top", "right"):
         ax.spines[side].set_visible(False)
     return fig
+
+
+TRANSLATIONS["zh_CN"].update({
+    "GB per second (longer is faster)": "每秒 GB 数（越长越快）",
+    "milliseconds (shorter is faster)": "毫秒（越短越快）",
+    "seconds for 10 epochs (shorter is faster)": "10 个轮次所用秒数（越短越快）",
+    "SHA-256": "SHA-256",
+    "BLAKE3, one core": "BLAKE3，单核",
+    "BLAKE3, all cores": "BLAKE3，全部核心",
+    "copy the bytes": "复制这些字节",
+    "joblib.load": "joblib.load",
+    "joblib.dump": "joblib.dump",
+    "joblib.dump, then fsync": "joblib.dump，再 fsync",
+    "nnsave.save": "nnsave.save",
+    "nnsave.load, first load": "nnsave.load，首次加载",
+    "nnsave.load, digest cached": "nnsave.load，摘要已缓存",
+    "one BLAKE3 hash of the file": "对文件做一次 BLAKE3 哈希",
+    "no checkpoints": "不保存检查点",
+    "a checkpoint every epoch": "每个轮次一个检查点",
+    "a checkpoint every 5 epochs": "每 5 个轮次一个检查点",
+    "every epoch, in the background": "每个轮次，后台保存",
+})
