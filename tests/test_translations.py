@@ -20,7 +20,7 @@ sys.path.insert(0, str(ROOT / "book" / "_tools"))
 sys.path.insert(0, str(ROOT / "book" / "_ext"))
 
 import editions  # noqa: E402 - the book's tools are not a package
-from book_html import edition_links, translated_figure  # noqa: E402
+from book_html import edition_links, figure_folder, translated_figure  # noqa: E402
 
 LANGUAGE = "zh_CN"
 CATALOGUES = ROOT / "locale" / LANGUAGE / "LC_MESSAGES"
@@ -56,7 +56,7 @@ def test_the_catalogue_holds_the_current_english_text(english_messages, entry):
     assert translated - english == set(), "translations of text the page no longer has; run `make translations`"
 
 
-def test_an_english_edit_shows_up_as_a_fuzzy_message_that_the_check_reports():
+def test_an_english_edit_shows_up_as_a_fuzzy_message_that_the_check_reports(tmp_path):
     """What `make translations` leaves after an English edit is what the first test rejects."""
     from babel.messages.catalog import Catalog
     from babel.messages.pofile import write_po
@@ -64,8 +64,7 @@ def test_an_english_edit_shows_up_as_a_fuzzy_message_that_the_check_reports():
     catalogue = Catalog(locale=LANGUAGE)
     catalogue.add("The {term}`epoch` ends.", "{term}`轮次 <epoch>`结束。", flags=["fuzzy"])
     catalogue.add("A new sentence.", "")
-    path = ROOT / "_build" / "test-translations" / "page.po"  # catalogue_problems names it relative to ROOT
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path = tmp_path / "page.po"
     with path.open("wb") as handle:
         write_po(handle, catalogue)
     problems = editions.catalogue_problems(path)
@@ -131,7 +130,7 @@ def test_the_glossary_is_the_single_source_of_the_chinese_terms():
 
 @pytest.mark.parametrize("path", toc_notebooks(), ids=lambda path: path.stem)
 def test_each_figure_has_a_chinese_drawing_in_step_with_the_english_one(path):
-    stamps = json.loads((editions.figure_folder(LANGUAGE) / "stamps.json").read_text())
+    stamps = json.loads((figure_folder(ROOT, LANGUAGE) / "stamps.json").read_text())
     for cell_id, png in editions.figure_cells(nbformat.read(path, as_version=4)).items():
         key = f"{path.stem}/{cell_id}"
         assert translated_figure(ROOT, LANGUAGE, f"book/{path.stem}", cell_id) is not None, (
@@ -142,8 +141,8 @@ def test_each_figure_has_a_chinese_drawing_in_step_with_the_english_one(path):
 
 
 def test_a_drawing_of_another_language_or_a_missing_one_is_not_used(tmp_path):
-    (tmp_path / "locale" / LANGUAGE / "figures" / "training").mkdir(parents=True)
-    (tmp_path / "locale" / LANGUAGE / "figures" / "training" / "abc.png").write_bytes(b"png")
+    (figure_folder(tmp_path, LANGUAGE) / "training").mkdir(parents=True)
+    (figure_folder(tmp_path, LANGUAGE) / "training" / "abc.png").write_bytes(b"png")
     assert translated_figure(tmp_path, LANGUAGE, "book/training", "abc") is not None
     assert translated_figure(tmp_path, LANGUAGE, "book/training", "other") is None
     assert translated_figure(tmp_path, "en", "book/training", "abc") is None

@@ -97,11 +97,16 @@ def _link_editions(app, pagename, templatename, context, doctree):
     )
 
 
+def figure_folder(root: Path, language: str) -> Path:
+    """Where a translated edition keeps its figures: <page>/<cell id>.png, and stamps.json."""
+    return root / "locale" / language / "figures"
+
+
 def translated_figure(srcdir: Path, language: str, docname: str, cell_id: str) -> Path | None:
     """The translated drawing of a notebook cell's figure, if there is one."""
     if language == "en":
         return None
-    candidate = srcdir / "locale" / language / "figures" / Path(docname).name / f"{cell_id}.png"
+    candidate = figure_folder(srcdir, language) / Path(docname).name / f"{cell_id}.png"
     return candidate if candidate.is_file() else None
 
 

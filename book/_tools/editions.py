@@ -31,6 +31,10 @@ import nbformat
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "book" / "_ext"))
+
+from book_html import figure_folder  # noqa: E402 - where the book's extension looks for figures
+
 BIN = Path(sys.executable).parent
 BUILD = ROOT / "_build"
 LOCALE = ROOT / "locale"
@@ -195,7 +199,8 @@ def catalogue_problems(path: Path, terms: dict[str, str] | None = None) -> list[
     for message in catalogue:
         if not message.id:
             continue
-        where = f"{path.relative_to(ROOT)}: {str(message.id)[:60]!r}"
+        name = path.relative_to(ROOT) if path.is_relative_to(ROOT) else path
+        where = f"{name}: {str(message.id)[:60]!r}"
         if not message.string:
             problems.append(f"{where}: untranslated")
         elif message.fuzzy:
@@ -209,10 +214,6 @@ def catalogue_problems(path: Path, terms: dict[str, str] | None = None) -> list[
 
 #: Read by nnsave.book.figures: the language of every label drawn without ``lang``.
 FIGURE_LANGUAGE_VARIABLE = "NNSAVE_FIGURE_LANG"
-
-
-def figure_folder(language: str) -> Path:
-    return LOCALE / language / "figures"
 
 
 def figure_stamp(english_png: str, language: str = "zh_CN") -> str:
@@ -252,7 +253,7 @@ def figures(language: str, notebooks: list[Path]) -> None:
 
     from nbclient import NotebookClient
 
-    folder = figure_folder(language)
+    folder = figure_folder(ROOT, language)
     folder.mkdir(parents=True, exist_ok=True)
     stamps_file = folder / "stamps.json"
     stamps = json.loads(stamps_file.read_text()) if stamps_file.exists() else {}
